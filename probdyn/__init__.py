@@ -1,0 +1,10 @@
+"""probdyn: generative dynamical models for NumPyro."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("probdyn")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]

@@ -1,0 +1,723 @@
+"""Hidden Markov model inference kernels: pure JAX, no NumPyro.
+
+All functions act on one sequence of ``num_timesteps`` T over ``num_states`` K; batch them
+with :func:`jax.vmap`. Probabilities enter as probabilities (``initial_probs`` (K,),
+``transition_matrix`` (K, K) or time-varying (T-1, K, K), where ``transition_matrix[t]``
+moves the chain from step t to t+1) and emissions as ``log_likelihoods`` (T, K).
+
+Numerics
+--------
+The forward pass is the scaled recursion of Rabiner (1989): emission weights are
+exponentiated once, outside the loop, after subtracting their per-step maximum, and the
+filtered vector is renormalised every step, so the per-step work is one mat-vec. When a
+step underflows anyway (an observation that only states of vanishing predicted
+probability can explain, with log-likelihood gaps beyond float range), the whole pass is
+redone with a log-domain step; this fallback sits behind a scalar ``lax.cond`` and costs
+nothing when not needed (under an outer ``vmap`` both branches run).
+
+:func:`hmm_log_likelihood` has an analytic derivative (a ``custom_jvp``): the tangent is
+the inner product of the input tangents with posterior marginals from one
+forward-backward pass,
+
+.. math::
+
+    \\mathrm{d}\\log p(y) = \\sum_t \\langle \\gamma_t, \\mathrm{d}\\ell_t \\rangle
+      + \\sum_t \\sum_{ij} \\frac{\\xi_t(i,j)}{A_{ij}} \\mathrm{d}A_{ij}
+      + \\sum_k \\frac{\\gamma_0(k)}{\\pi_k} \\mathrm{d}\\pi_k,
+
+evaluated without dividing by A or pi (so structural zeros are safe). Forward and reverse
+mode, and higher derivatives, all work.
+
+Parallel-in-time versions use :func:`jax.lax.associative_scan` over (K, K) matrix
+products (O(T K^3) work, O(log T) depth), after Särkkä & García-Fernández (2021),
+"Temporal parallelization of Bayesian smoothers".
+
+References
+----------
+L. R. Rabiner, "A tutorial on hidden Markov models and selected applications in speech
+recognition", Proc. IEEE 77(2), 1989.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.typing import ArrayLike
+
+Array = jax.Array
+
+__all__ = [
+    "HMMFilterResult",
+    "HMMPosterior",
+    "hmm_log_likelihood",
+    "hmm_filter",
+    "hmm_backward",
+    "hmm_smoother",
+    "hmm_two_slice_marginals",
+    "hmm_expected_transitions",
+    "hmm_posterior_mode",
+    "hmm_posterior_sample",
+    "hmm_sample_states",
+]
+
+
+class HMMFilterResult(NamedTuple):
+    """Output of :func:`hmm_filter`.
+
+    Attributes
+    ----------
+    marginal_loglik : Array, shape ()
+        :math:`\\log p(y_{0:T-1})`.
+    filtered_probs : Array, shape (T, K)
+        :math:`p(z_t \\mid y_{0:t})`.
+    predicted_probs : Array, shape (T, K)
+        :math:`p(z_t \\mid y_{0:t-1})` (the initial distribution at t = 0).
+    """
+
+    marginal_loglik: Array
+    filtered_probs: Array
+    predicted_probs: Array
+
+
+class HMMPosterior(NamedTuple):
+    """Output of :func:`hmm_smoother`: the filter's fields plus smoothed marginals.
+
+    Attributes
+    ----------
+    marginal_loglik : Array, shape ()
+    filtered_probs : Array, shape (T, K)
+    predicted_probs : Array, shape (T, K)
+    smoothed_probs : Array, shape (T, K)
+        :math:`p(z_t \\mid y_{0:T-1})`.
+    """
+
+    marginal_loglik: Array
+    filtered_probs: Array
+    predicted_probs: Array
+    smoothed_probs: Array
+
+
+# --------------------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------------------
+
+
+def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
+    """Check static shapes; zero masked/padded emissions; build the keep flags.
+
+    Returns ``(pi, A, ll, keep)`` where ``keep`` is ``None`` or a (T-1,) bool array that is
+    False for transitions past ``length`` (those steps act as the identity, so the chain
+    is frozen after the end of the sequence).
+    """
+    pi = jnp.asarray(initial_probs)
+    A = jnp.asarray(transition_matrix)
+    ll = jnp.asarray(log_likelihoods)
+    if ll.ndim != 2:
+        raise ValueError(
+            f"log_likelihoods must have shape (num_timesteps, num_states); got {ll.shape}"
+        )
+    T, K = ll.shape
+    if T < 1:
+        raise ValueError("log_likelihoods must have at least one time step")
+    if pi.shape != (K,):
+        raise ValueError(f"initial_probs must have shape ({K},) to match log_likelihoods; got {pi.shape}")
+    if A.shape not in ((K, K), (T - 1, K, K)):
+        raise ValueError(
+            f"transition_matrix must have shape ({K}, {K}) or ({T - 1}, {K}, {K}); got {A.shape}"
+        )
+    dtype = jnp.result_type(pi.dtype, A.dtype, ll.dtype, jnp.float32)
+    pi, A, ll = pi.astype(dtype), A.astype(dtype), ll.astype(dtype)
+    keep = None
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != (T,):
+            raise ValueError(f"mask must have shape ({T},); got {mask.shape}")
+        ll = jnp.where(mask[:, None], ll, 0.0)
+    if length is not None:
+        length = jnp.asarray(length)
+        if length.ndim != 0:
+            raise ValueError(f"length must be a scalar per sequence; got shape {length.shape}")
+        t = jnp.arange(T)
+        ll = jnp.where((t < length)[:, None], ll, 0.0)
+        keep = t[1:] < length
+    return pi, A, ll, keep
+
+
+def _scaled_emissions(ll):
+    """B[t] = exp(ll[t] - m[t]) with m[t] = max_k ll[t, k] (0 where all are -inf)."""
+    m = jnp.max(ll, axis=-1)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    return jnp.exp(ll - m[:, None]), m
+
+
+def _trans_xs(A, keep, T):
+    """Per-step transition inputs for scans: None for homogeneous A."""
+    return A if A.ndim == 3 else None
+
+
+def _apply_keep(keep_t, new, old):
+    return new if keep_t is None else jnp.where(keep_t, new, old)
+
+
+def _safe_log(x):
+    return jnp.log(jnp.where(x > 0, x, 1.0)) + jnp.where(x > 0, 0.0, -jnp.inf)
+
+
+# --------------------------------------------------------------------------------------
+# sequential forward / backward
+# --------------------------------------------------------------------------------------
+
+
+def _forward_seq(pi, A, ll, keep, robust):
+    """Scaled forward pass. Returns filtered (T,K), predicted (T,K), log normalisers (T,)."""
+    T = ll.shape[0]
+    A_xs = _trans_xs(A, keep, T)
+
+    if robust:
+
+        def condition(pred, ll_t):
+            la = _safe_log(pred) + ll_t
+            m = jnp.max(la)
+            m = jnp.where(jnp.isfinite(m), m, 0.0)
+            a = jnp.exp(la - m)
+            c = jnp.sum(a)
+            alpha = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), pred)
+            return alpha, m + jnp.log(c)
+
+        em = ll
+    else:
+        B, mB = _scaled_emissions(ll)
+
+        def condition(pred, inputs):
+            B_t, m_t = inputs
+            a = pred * B_t
+            c = jnp.sum(a)
+            return a / c, jnp.log(c) + m_t
+
+        em = (B, mB)
+
+    first = jax.tree.map(lambda x: x[0], em)
+    rest = jax.tree.map(lambda x: x[1:], em)
+    alpha0, lc0 = condition(pi, first)
+
+    def step(alpha, xs):
+        A_t, em_t, keep_t = xs
+        At = A if A_t is None else A_t
+        pred = _apply_keep(keep_t, alpha @ At, alpha)
+        alpha_new, lc = condition(pred, em_t)
+        return alpha_new, (alpha_new, pred, lc)
+
+    _, (alphas, preds, lcs) = lax.scan(step, alpha0, (A_xs, rest, keep))
+    alphas = jnp.concatenate([alpha0[None], alphas])
+    preds = jnp.concatenate([pi[None], preds])
+    lcs = jnp.concatenate([lc0[None], lcs])
+    return alphas, preds, lcs
+
+
+def _loglik_seq(pi, A, ll, keep):
+    """Forward pass that keeps only the log normalisers (no (T, K) outputs)."""
+    B, mB = _scaled_emissions(ll)
+    a0 = pi * B[0]
+    c0 = jnp.sum(a0)
+
+    def step(alpha, xs):
+        A_t, B_t, keep_t = xs
+        At = A if A_t is None else A_t
+        pred = _apply_keep(keep_t, alpha @ At, alpha)
+        a = pred * B_t
+        c = jnp.sum(a)
+        return a / c, c
+
+    _, cs = lax.scan(step, a0 / c0, (_trans_xs(A, keep, ll.shape[0]), B[1:], keep))
+    return jnp.log(c0) + jnp.sum(jnp.log(cs)) + jnp.sum(mB)
+
+
+def _backward_seq(A, ll, keep, robust):
+    """Backward messages normalised to max 1.
+
+    Returns ``betas`` (T, K), ``vs`` (T-1, K) and ``ns`` (T-1,) such that
+    ``u_t = A_t @ vs[t] = ns[t] * betas[t]`` and the two-slice marginal is
+    ``xi_t(i, j) ∝ alpha_t(i) A_t(i, j) vs[t](j)``.
+    """
+    T, K = ll.shape
+    ones = jnp.ones((K,), ll.dtype)
+    if T == 1:
+        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
+    if robust:
+        em = ll[1:]
+
+        def weight(beta, ll_t):
+            lv = ll_t + _safe_log(beta)
+            m = jnp.max(lv)
+            return jnp.exp(lv - jnp.where(jnp.isfinite(m), m, 0.0))
+
+    else:
+        em, _ = _scaled_emissions(ll)
+        em = em[1:]
+
+        def weight(beta, B_t):
+            return B_t * beta
+
+    def step(beta, xs):
+        A_t, em_t, keep_t = xs
+        At = A if A_t is None else A_t
+        v = weight(beta, em_t)
+        u = _apply_keep(keep_t, At @ v, v)
+        n = jnp.max(u)
+        return u / n, (u / n, v, n)
+
+    _, (betas, vs, ns) = lax.scan(
+        step, ones, (_trans_xs(A, keep, T), em, keep), reverse=True
+    )
+    return jnp.concatenate([betas, ones[None]]), vs, ns
+
+
+# --------------------------------------------------------------------------------------
+# parallel (associative scan) forward / backward
+# --------------------------------------------------------------------------------------
+
+
+def _normalise_mat(M, s):
+    n = jnp.max(M, axis=(-2, -1))
+    n = jnp.where(n > 0, n, 1.0)
+    return M / n[..., None, None], s + jnp.log(n)
+
+
+def _parallel_elements(pi, A, ll, keep):
+    """Elements E_t = A_{t-1} diag(B_t) (E_0 = 1 pi^T diag(B_0)), max-normalised."""
+    T, K = ll.shape
+    B, m = _scaled_emissions(ll)
+    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
+    if keep is not None:
+        As = jnp.where(keep[:, None, None], As, jnp.eye(K, dtype=As.dtype))
+    E0 = jnp.broadcast_to(pi * B[0], (K, K))
+    E = jnp.concatenate([E0[None], As * B[1:, None, :]])
+    return _normalise_mat(E, m)
+
+
+def _compose(x, y):
+    """(E1, s1) then (E2, s2): matrix product with a running log scale."""
+    M = x[0] @ y[0]
+    return _normalise_mat(M, x[1] + y[1])
+
+
+def _forward_par(pi, A, ll, keep):
+    T = ll.shape[0]
+    E, s = _parallel_elements(pi, A, ll, keep)
+    P, S = lax.associative_scan(_compose, (E, s))
+    rows = P[:, 0, :]
+    tot = jnp.sum(rows, axis=-1)
+    alphas = rows / tot[:, None]
+    log_z = S + jnp.log(tot)  # log p(y_{0:t})
+    lcs = jnp.concatenate([log_z[:1], jnp.diff(log_z)])
+    if T > 1:
+        As = A if A.ndim == 3 else A[None]
+        preds_rest = jnp.einsum("ti,tij->tj", alphas[:-1], jnp.broadcast_to(As, (T - 1,) + A.shape[-2:]))
+        if keep is not None:
+            preds_rest = jnp.where(keep[:, None], preds_rest, alphas[:-1])
+        preds = jnp.concatenate([pi[None], preds_rest])
+    else:
+        preds = pi[None]
+    return alphas, preds, lcs
+
+
+def _backward_par(A, ll, keep):
+    T, K = ll.shape
+    ones = jnp.ones((K,), ll.dtype)
+    if T == 1:
+        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
+    B, m = _scaled_emissions(ll)
+    dummy_pi = jnp.full((K,), 1.0 / K, ll.dtype)
+    E, s = _parallel_elements(dummy_pi, A, ll, keep)
+    # suffix products Q_t = E_t E_{t+1} ... E_{T-1}; for t >= 1 beta_{t-1} ∝ Q_t 1.
+    Q, _ = lax.associative_scan(lambda a, b: _compose(b, a), (E[1:], s[1:]), reverse=True)
+    q = jnp.sum(Q, axis=-1)  # (T-1, K)
+    betas_head = q / jnp.max(q, axis=-1, keepdims=True)
+    betas = jnp.concatenate([betas_head, ones[None]])
+    vs = B[1:] * betas[1:]
+    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
+    u = jnp.einsum("tij,tj->ti", As, vs)
+    if keep is not None:
+        u = jnp.where(keep[:, None], u, vs)
+    ns = jnp.max(u, axis=-1)
+    betas = jnp.concatenate([u / ns[:, None], ones[None]])
+    return betas, vs, ns
+
+
+# --------------------------------------------------------------------------------------
+# dispatch with underflow fallback
+# --------------------------------------------------------------------------------------
+
+
+def _forward(pi, A, ll, keep, parallel):
+    fast = _forward_par(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep, False)
+    ok = jnp.all(jnp.isfinite(fast[2])) & jnp.all(jnp.isfinite(fast[0]))
+    return lax.cond(ok, lambda: fast, lambda: _forward_seq(pi, A, ll, keep, True))
+
+
+def _backward(A, ll, keep, parallel):
+    fast = _backward_par(A, ll, keep) if parallel else _backward_seq(A, ll, keep, False)
+    ok = jnp.all(jnp.isfinite(fast[0])) & jnp.all(fast[2] > 0)
+    return lax.cond(ok, lambda: fast, lambda: _backward_seq(A, ll, keep, True))
+
+
+def _posterior_terms(pi, A, ll, keep, parallel):
+    """Forward-backward quantities shared by smoothing, two-slice marginals and gradients."""
+    alphas, preds, lcs = _forward(pi, A, ll, keep, parallel)
+    betas, vs, ns = _backward(A, ll, keep, parallel)
+    g = alphas * betas
+    gsum = jnp.sum(g, axis=-1, keepdims=True)
+    smoothed = g / gsum
+    # per-step normaliser of xi_t: z_t = sum_ij alpha_t(i) A_t(i,j) v_t(j) = ns[t] * gsum[t]
+    w = alphas[:-1] / (ns[:, None] * gsum[:-1])  # (T-1, K)
+    return alphas, preds, lcs, smoothed, w, vs, betas
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(4,))
+def _loglik(pi, A, ll, keep, parallel):
+    if parallel:
+        return jnp.sum(_forward_par(pi, A, ll, keep)[2])
+    val = _loglik_seq(pi, A, ll, keep)
+    return lax.cond(
+        jnp.isfinite(val), lambda: val, lambda: jnp.sum(_forward_seq(pi, A, ll, keep, True)[2])
+    )
+
+
+@_loglik.defjvp
+def _loglik_jvp(parallel, primals, tangents):
+    pi, A, ll, keep = primals
+    dpi, dA, dll, _ = tangents
+    _, _, lcs, smoothed, w, vs, betas = _posterior_terms(pi, A, ll, keep, parallel)
+    out = jnp.sum(lcs)
+    K = ll.shape[1]
+    # d/dpi_k = B_0(k) beta_0(k) / sum_k pi_k B_0(k) beta_0(k): no division by pi_k.
+    lg = ll[0] + _safe_log(betas[0])
+    mg = jnp.max(lg)
+    g0 = jnp.exp(lg - jnp.where(jnp.isfinite(mg), mg, 0.0))
+    g_pi = g0 / jnp.sum(pi * g0)
+    if A.ndim == 3:
+        g_A = w[:, :, None] * vs[:, None, :]
+        if keep is not None:
+            g_A = jnp.where(keep[:, None, None], g_A, 0.0)
+    else:
+        ww = w if keep is None else jnp.where(keep[:, None], w, 0.0)
+        g_A = ww.T @ vs if ll.shape[0] > 1 else jnp.zeros((K, K), ll.dtype)
+    tangent = jnp.sum(smoothed * dll) + jnp.sum(g_A * dA) + jnp.sum(g_pi * dpi)
+    return out, tangent
+
+
+# --------------------------------------------------------------------------------------
+# public API
+# --------------------------------------------------------------------------------------
+
+
+def hmm_log_likelihood(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> Array:
+    """Marginal log-likelihood :math:`\\log p(y_{0:T-1})` of an HMM, with exact gradients.
+
+    Parameters
+    ----------
+    initial_probs : ArrayLike, shape (K,)
+        Distribution of the first state.
+    transition_matrix : ArrayLike, shape (K, K) or (T-1, K, K)
+        Row-stochastic; ``transition_matrix[..., i, j] = p(z_{t+1} = j | z_t = i)``.
+    log_likelihoods : ArrayLike, shape (T, K)
+        :math:`\\log p(y_t \\mid z_t = k)`.
+    mask : ArrayLike of bool, shape (T,), optional
+        False where the observation is missing: that step has no emission term.
+    length : int or ArrayLike of int, shape (), optional
+        Number of valid steps; later steps are padding and do not contribute.
+    parallel : bool
+        Use the associative-scan (O(log T) depth) algorithm instead of ``lax.scan``.
+
+    Returns
+    -------
+    Array, shape ()
+        The log-likelihood. Its derivative (forward or reverse mode) is computed
+        analytically from one forward-backward pass.
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    return _loglik(pi, A, ll, keep, bool(parallel))
+
+
+def hmm_filter(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> HMMFilterResult:
+    """Forward filtering: :math:`p(z_t \\mid y_{0:t})` and the marginal log-likelihood.
+
+    Parameters are as for :func:`hmm_log_likelihood`. Steps past ``length`` repeat the
+    last valid filtered distribution.
+
+    Returns
+    -------
+    HMMFilterResult
+        ``marginal_loglik`` (), ``filtered_probs`` (T, K), ``predicted_probs`` (T, K).
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    alphas, preds, lcs = _forward(pi, A, ll, keep, bool(parallel))
+    return HMMFilterResult(jnp.sum(lcs), alphas, preds)
+
+
+def hmm_backward(
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> Array:
+    """Backward messages :math:`\\beta_t(k) \\propto p(y_{t+1:T-1} \\mid z_t = k)`.
+
+    Parameters
+    ----------
+    transition_matrix : ArrayLike, shape (K, K) or (T-1, K, K)
+    log_likelihoods : ArrayLike, shape (T, K)
+    mask, length, parallel
+        As for :func:`hmm_log_likelihood`.
+
+    Returns
+    -------
+    Array, shape (T, K)
+        Backward messages, each scaled to have maximum 1 (``beta[T-1] = 1``).
+    """
+    ll = jnp.asarray(log_likelihoods)
+    K = ll.shape[-1] if ll.ndim == 2 else 0
+    pi = jnp.full((K,), 1.0 / max(K, 1), jnp.result_type(ll.dtype, jnp.float32))
+    _, A, ll, keep = _prepare(pi, transition_matrix, ll, mask, length)
+    return _backward(A, ll, keep, bool(parallel))[0]
+
+
+def hmm_smoother(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> HMMPosterior:
+    """Forward-backward smoothing: :math:`p(z_t \\mid y_{0:T-1})`.
+
+    Parameters are as for :func:`hmm_log_likelihood`.
+
+    Returns
+    -------
+    HMMPosterior
+        ``marginal_loglik`` (), ``filtered_probs``, ``predicted_probs`` and
+        ``smoothed_probs``, each (T, K).
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    alphas, preds, lcs, smoothed, _, _, _ = _posterior_terms(pi, A, ll, keep, bool(parallel))
+    return HMMPosterior(jnp.sum(lcs), alphas, preds, smoothed)
+
+
+def hmm_two_slice_marginals(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> Array:
+    """Two-slice marginals :math:`\\xi_t(i, j) = p(z_t = i, z_{t+1} = j \\mid y_{0:T-1})`.
+
+    Parameters are as for :func:`hmm_log_likelihood`.
+
+    Returns
+    -------
+    Array, shape (T-1, K, K)
+        Each slice sums to one. Slices past ``length`` are zero.
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    _, _, _, _, w, vs, _ = _posterior_terms(pi, A, ll, keep, bool(parallel))
+    xi = w[:, :, None] * A * vs[:, None, :]
+    if keep is not None:
+        xi = jnp.where(keep[:, None, None], xi, 0.0)
+    return xi
+
+
+def hmm_expected_transitions(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> Array:
+    """Expected transition counts :math:`\\sum_t \\xi_t(i, j)` (the E-step of Baum-Welch).
+
+    Computed as one (K, T-1) x (T-1, K) product, without materialising (T-1, K, K).
+
+    Returns
+    -------
+    Array, shape (K, K)
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    K = ll.shape[1]
+    if ll.shape[0] == 1:
+        return jnp.zeros((K, K), ll.dtype)
+    _, _, _, _, w, vs, _ = _posterior_terms(pi, A, ll, keep, bool(parallel))
+    if keep is not None:
+        w = jnp.where(keep[:, None], w, 0.0)
+    if A.ndim == 3:
+        return jnp.einsum("ti,tij,tj->ij", w, A, vs)
+    return (w.T @ vs) * A
+
+
+def hmm_posterior_mode(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+) -> Array:
+    """Viterbi: the most probable state path :math:`\\arg\\max_z p(z \\mid y)`.
+
+    Max-product recursion in log space (Viterbi, 1967) with back-pointers, then a reverse
+    scan to backtrack.
+
+    Parameters are as for :func:`hmm_log_likelihood`.
+
+    Returns
+    -------
+    Array of int32, shape (T,)
+        The MAP path. Past ``length`` the last valid state is repeated.
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    T, K = ll.shape
+    logA = _safe_log(A)
+    delta0 = _safe_log(pi) + ll[0]
+
+    def step(delta, xs):
+        logA_t, ll_t, keep_t = xs
+        L = logA if logA_t is None else logA_t
+        scores = delta[:, None] + L
+        best = jnp.argmax(scores, axis=0).astype(jnp.int32)
+        new = jnp.max(scores, axis=0) + ll_t
+        if keep_t is not None:
+            best = jnp.where(keep_t, best, jnp.arange(K, dtype=jnp.int32))
+            new = jnp.where(keep_t, new, delta)
+        new = new - jnp.max(new)
+        return new, best
+
+    deltaT, pointers = lax.scan(step, delta0, (logA if A.ndim == 3 else None, ll[1:], keep))
+    zT = jnp.argmax(deltaT).astype(jnp.int32)
+
+    def back(z, ptr):
+        z_prev = ptr[z]
+        return z_prev, z_prev
+
+    _, path = lax.scan(back, zT, pointers, reverse=True)
+    return jnp.concatenate([path, zT[None]])
+
+
+def hmm_posterior_sample(
+    rng_key: Array,
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    num_samples: int | None = None,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+) -> Array:
+    """Forward-filter backward-sample: draws from :math:`p(z_{0:T-1} \\mid y_{0:T-1})`.
+
+    Parameters
+    ----------
+    rng_key : Array
+        PRNG key.
+    initial_probs, transition_matrix, log_likelihoods, mask, length, parallel
+        As for :func:`hmm_log_likelihood`.
+    num_samples : int, optional
+        Number of paths; the filter runs once and is shared.
+
+    Returns
+    -------
+    Array of int32, shape (T,) or (num_samples, T)
+        Posterior state paths (Chib, 1996; Frühwirth-Schnatter, 1994).
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    alphas, _, _ = _forward(pi, A, ll, keep, bool(parallel))
+    log_alphas = _safe_log(alphas)
+    logA = _safe_log(A)
+
+    def one(key):
+        keys = jax.random.split(key, ll.shape[0])
+        zT = jax.random.categorical(keys[-1], log_alphas[-1]).astype(jnp.int32)
+
+        def back(z_next, xs):
+            k, la_t, logA_t, keep_t = xs
+            L = logA if logA_t is None else logA_t
+            z = jax.random.categorical(k, la_t + L[:, z_next]).astype(jnp.int32)
+            if keep_t is not None:
+                z = jnp.where(keep_t, z, z_next)
+            return z, z
+
+        _, zs = lax.scan(
+            back, zT, (keys[:-1], log_alphas[:-1], logA if A.ndim == 3 else None, keep), reverse=True
+        )
+        return jnp.concatenate([zs, zT[None]])
+
+    if num_samples is None:
+        return one(rng_key)
+    return jax.vmap(one)(jax.random.split(rng_key, num_samples))
+
+
+def hmm_sample_states(
+    rng_key: Array,
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    num_timesteps: int,
+) -> Array:
+    """Draw a state path from the Markov chain prior.
+
+    Parameters
+    ----------
+    rng_key : Array
+    initial_probs : ArrayLike, shape (K,)
+    transition_matrix : ArrayLike, shape (K, K) or (num_timesteps-1, K, K)
+    num_timesteps : int
+
+    Returns
+    -------
+    Array of int32, shape (num_timesteps,)
+    """
+    pi = jnp.asarray(initial_probs)
+    A = jnp.asarray(transition_matrix)
+    logA = _safe_log(A)
+    k0, k1 = jax.random.split(rng_key)
+    z0 = jax.random.categorical(k0, _safe_log(pi)).astype(jnp.int32)
+    if num_timesteps == 1:
+        return z0[None]
+
+    def step(z, xs):
+        k, logA_t = xs
+        L = logA if logA_t is None else logA_t
+        z_new = jax.random.categorical(k, L[z]).astype(jnp.int32)
+        return z_new, z_new
+
+    keys = jax.random.split(k1, num_timesteps - 1)
+    _, zs = lax.scan(step, z0, (keys, logA if A.ndim == 3 else None))
+    return jnp.concatenate([z0[None], zs])
