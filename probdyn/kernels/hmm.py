@@ -124,7 +124,9 @@ def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
     if T < 1:
         raise ValueError("log_likelihoods must have at least one time step")
     if pi.shape != (K,):
-        raise ValueError(f"initial_probs must have shape ({K},) to match log_likelihoods; got {pi.shape}")
+        raise ValueError(
+            f"initial_probs must have shape ({K},) to match log_likelihoods; got {pi.shape}"
+        )
     if A.shape not in ((K, K), (T - 1, K, K)):
         raise ValueError(
             f"transition_matrix must have shape ({K}, {K}) or ({T - 1}, {K}, {K}); got {A.shape}"
@@ -270,9 +272,7 @@ def _backward_seq(A, ll, keep, robust):
         n = jnp.max(u)
         return u / n, (u / n, v, n)
 
-    _, (betas, vs, ns) = lax.scan(
-        step, ones, (_trans_xs(A, keep, T), em, keep), reverse=True
-    )
+    _, (betas, vs, ns) = lax.scan(step, ones, (_trans_xs(A, keep, T), em, keep), reverse=True)
     return jnp.concatenate([betas, ones[None]]), vs, ns
 
 
@@ -316,7 +316,9 @@ def _forward_par(pi, A, ll, keep):
     lcs = jnp.concatenate([log_z[:1], jnp.diff(log_z)])
     if T > 1:
         As = A if A.ndim == 3 else A[None]
-        preds_rest = jnp.einsum("ti,tij->tj", alphas[:-1], jnp.broadcast_to(As, (T - 1,) + A.shape[-2:]))
+        preds_rest = jnp.einsum(
+            "ti,tij->tj", alphas[:-1], jnp.broadcast_to(As, (T - 1,) + A.shape[-2:])
+        )
         if keep is not None:
             preds_rest = jnp.where(keep[:, None], preds_rest, alphas[:-1])
         preds = jnp.concatenate([pi[None], preds_rest])
@@ -380,8 +382,9 @@ def _posterior_terms(pi, A, ll, keep, parallel):
 @partial(jax.custom_jvp, nondiff_argnums=(4,))
 def _loglik(pi, A, ll, keep, parallel):
     if parallel:
-        return jnp.sum(_forward_par(pi, A, ll, keep)[2])
-    val = _loglik_seq(pi, A, ll, keep)
+        val = jnp.sum(_forward_par(pi, A, ll, keep)[2])
+    else:
+        val = _loglik_seq(pi, A, ll, keep)
     return lax.cond(
         jnp.isfinite(val), lambda: val, lambda: jnp.sum(_forward_seq(pi, A, ll, keep, True)[2])
     )
@@ -676,7 +679,10 @@ def hmm_posterior_sample(
             return z, z
 
         _, zs = lax.scan(
-            back, zT, (keys[:-1], log_alphas[:-1], logA if A.ndim == 3 else None, keep), reverse=True
+            back,
+            zT,
+            (keys[:-1], log_alphas[:-1], logA if A.ndim == 3 else None, keep),
+            reverse=True,
         )
         return jnp.concatenate([zs, zT[None]])
 
@@ -706,6 +712,16 @@ def hmm_sample_states(
     """
     pi = jnp.asarray(initial_probs)
     A = jnp.asarray(transition_matrix)
+    if pi.ndim != 1:
+        raise ValueError(f"initial_probs must have shape (num_states,); got {pi.shape}")
+    if num_timesteps < 1:
+        raise ValueError(f"num_timesteps must be at least 1; got {num_timesteps}")
+    K = pi.shape[0]
+    if A.shape not in ((K, K), (num_timesteps - 1, K, K)):
+        raise ValueError(
+            f"transition_matrix must have shape ({K}, {K}) or ({num_timesteps - 1}, {K}, {K}); "
+            f"got {A.shape}"
+        )
     logA = _safe_log(A)
     k0, k1 = jax.random.split(rng_key)
     z0 = jax.random.categorical(k0, _safe_log(pi)).astype(jnp.int32)

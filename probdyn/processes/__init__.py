@@ -1,0 +1,5 @@
+"""NumPyro distributions over whole trajectories, built on :mod:`probdyn.kernels`."""
+
+from probdyn.processes.hmm import DiscreteHMM
+
+__all__ = ["DiscreteHMM"]
