@@ -1,0 +1,539 @@
+"""One front door for inference: ``probdyn.fit(model, *args, method=...)`` -> InferenceData.
+
+Every method (NUTS, HMC, SVI, SGLD, SGHMC, SGNHT, cSGLD) returns an
+:class:`arviz.InferenceData` with the same groups and named dims, and every method can
+checkpoint to disk and resume bit-identically after the process is killed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import xarray as xr
+from numpyro import handlers
+from numpyro.infer import HMC, MCMC, NUTS, Predictive, log_likelihood
+
+import probdyn
+from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint, from_numpy, to_numpy
+from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
+from probdyn.report.idata import model_dims, to_inference_data
+
+__all__ = ["METHODS", "fit"]
+
+_HMC_METHODS = ("nuts", "hmc")
+_SG_METHODS = ("sgld", "sghmc", "sgnht", "csgld")
+#: Every ``method`` that :func:`fit` accepts.
+METHODS = (*_HMC_METHODS, "svi", *_SG_METHODS)
+_CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+# numpyro HMCState field -> ArviZ sample_stats name.
+_HMC_STATS = {
+    "diverging": "diverging",
+    "num_steps": "n_steps",
+    "accept_prob": "acceptance_rate",
+    "adapt_state.step_size": "step_size",
+    "energy": "energy",
+    "potential_energy": "lp",
+}
+
+
+def _kernel_class(method: str) -> type:
+    if method == "nuts":
+        return NUTS
+    if method == "hmc":
+        return HMC
+    try:
+        sgmcmc = importlib.import_module("probdyn.infer.sgmcmc")
+    except ImportError as err:  # pragma: no cover - until probdyn.infer.sgmcmc lands
+        raise ImportError(
+            f"method={method!r} needs probdyn.infer.sgmcmc, which could not be imported"
+        ) from err
+    return sgmcmc.KERNELS[method]
+
+
+def _kernel_options(cls: type) -> set[str] | None:
+    """Keyword arguments a kernel class accepts (None: any, it takes ``**kwargs``)."""
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return {n for n in params if n not in ("self", "model", "potential_fn")}
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected an integer")
+    if value < minimum:
+        raise ValueError(f"{name}={value!r} is out of range; expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_mapping(name: str, value: Any) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected a dict")
+    return dict(value)
+
+
+def _split_options(method: str, options: dict, num_chains: int) -> tuple[dict, dict]:
+    """(kernel or SVI options, run settings) with unknown names refused."""
+    if method == "svi":
+        return validate_svi_options(options), {}
+    options = dict(options)
+    enough = jax.local_device_count() >= num_chains
+    default = "parallel" if enough else "vectorized"
+    chain_method = options.pop("chain_method", default if num_chains > 1 else "sequential")
+    if chain_method not in _CHAIN_METHODS:
+        raise ValueError(f"chain_method={chain_method!r} is not known; expected {_CHAIN_METHODS}")
+    accepted = _kernel_options(_kernel_class(method))
+    if accepted is not None:
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise TypeError(
+                f"fit(method={method!r}) got unexpected options {unknown}; expected some of "
+                f"{sorted(accepted | {'chain_method'})} (model arguments go in *args or "
+                "model_kwargs)"
+            )
+    return options, {"chain_method": chain_method}
+
+
+def _run_mcmc(
+    kernel,
+    args,
+    kwargs,
+    *,
+    rng_key,
+    method,
+    num_chains,
+    num_warmup,
+    num_draws,
+    thinning,
+    chain_method,
+    progress_bar,
+    checkpoint,
+    checkpoint_every,
+    partial_idata,
+):
+    """Warm up once, then draw in segments of ``checkpoint_every`` (or all at once).
+
+    With a checkpoint, warmup and sampling are separate programs (and each segment is
+    compiled anew by NumPyro's ``MCMC.run``); without one, they run as one program.
+
+    Returns (samples, stats): dicts of NumPy arrays of shape (num_chains, num_draws, ...),
+    ``stats`` keyed by the kernel's field names.
+    """
+
+    def make_mcmc(num_iterations):
+        return MCMC(
+            kernel,
+            num_warmup=num_warmup,
+            num_samples=num_iterations,
+            num_chains=num_chains,
+            thinning=thinning,
+            chain_method=chain_method,
+            progress_bar=progress_bar,
+        )
+
+    # NUTS/HMC: the statistics ArviZ knows; SG-MCMC: the kernel's default_fields.
+    fields = tuple(f for f in _HMC_STATS if f != "diverging") if method in _HMC_METHODS else ()
+    if checkpoint is None:
+        # No checkpoint: warmup and sampling in one compiled program (half the compile time).
+        mcmc = make_mcmc(num_draws * thinning)
+        mcmc.run(rng_key, *args, extra_fields=fields, **kwargs)
+        samples = jax.device_get(mcmc.get_samples(group_by_chain=True))
+        stats = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
+        return _concat({}, samples), _concat({}, stats)
+    # Segments: run() after warmup reads num_samples afresh on every call.
+    mcmc = make_mcmc(thinning)
+    progress = checkpoint.load_progress()
+    if progress is None:
+        mcmc.warmup(rng_key, *args, **kwargs)
+        saved, samples, stats, done = to_numpy(mcmc.post_warmup_state), {}, {}, 0
+        checkpoint.save_progress({"kind": "mcmc", "draws_done": 0, "state": saved}, None, 0)
+    else:
+        saved, done = progress["state"], int(progress["draws_done"])
+        samples, stats = progress.get("samples", {}), progress.get("stats", {})
+    # Every segment starts from a state round-tripped through NumPy, resumed or not, so
+    # both paths feed identically typed arrays to the compiled sampler.
+    mcmc.post_warmup_state = from_numpy(saved)
+    segment = checkpoint_every or num_draws
+    while done < num_draws:
+        n = min(segment, num_draws - done)
+        mcmc.num_samples = n * thinning
+        state = mcmc.post_warmup_state
+        mcmc.run(state.rng_key, *args, extra_fields=fields, **kwargs)
+        new = jax.device_get(mcmc.get_samples(group_by_chain=True))
+        extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
+        samples = _concat(samples, new)
+        stats = _concat(stats, extra)
+        done += n
+        saved = to_numpy(mcmc.last_state)
+        mcmc.post_warmup_state = from_numpy(saved)
+        if checkpoint_every is not None:
+            payload = {
+                "kind": "mcmc",
+                "draws_done": done,
+                "state": saved,
+                "samples": samples,
+                "stats": stats,
+            }
+            checkpoint.save_progress(payload, partial_idata(samples, stats), done)
+    return samples, stats
+
+
+def _concat(old: dict, new: dict) -> dict:
+    new = {k: np.asarray(v) for k, v in new.items()}
+    if not old:
+        return new
+    return {k: np.concatenate([old[k], new[k]], axis=1) for k in new}
+
+
+def _sample_stats(method: str, stats: dict) -> dict:
+    if method not in _HMC_METHODS:
+        out = {}
+        for field, value in stats.items():
+            name = field.rsplit(".", 1)[-1]
+            out[field.replace(".", "_") if name in out else name] = value
+        return out
+    out = {_HMC_STATS[k]: v for k, v in stats.items() if k in _HMC_STATS}
+    if "lp" in out:
+        out["lp"] = -out["lp"]
+    if method == "nuts" and "n_steps" in out:
+        # A NUTS tree of depth d takes between 2**(d-1) and 2**d - 1 leapfrog steps.
+        n = np.maximum(out["n_steps"], 1)
+        out["tree_depth"] = (np.floor(np.log2(n)) + 1).astype(np.int64)
+    return out
+
+
+def _full_data(model: Callable) -> Callable:
+    """``model`` with subsampled plates over all their indices (for log-likelihood etc.)."""
+    try:
+        from probdyn.infer.sgmcmc import full_data_model
+    except ImportError:  # pragma: no cover - until probdyn.infer.sgmcmc lands
+        return model
+    return full_data_model(model)
+
+
+def _observed_values(model, args, kwargs, names: list[str]) -> dict:
+    if not names:
+        return {}
+    trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
+    return {k: np.asarray(trace[k]["value"]) for k in names}
+
+
+def fit(
+    model: Callable,
+    *args: Any,
+    method: str = "nuts",
+    model_kwargs: Mapping[str, Any] | None = None,
+    num_chains: int = 4,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    seed: int = 0,
+    thinning: int = 1,
+    predictive: bool = False,
+    dims: Mapping[str, list[str]] | None = None,
+    coords: Mapping[str, Any] | None = None,
+    constant_data: Mapping[str, Any] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    progress_bar: bool = True,
+    **options: Any,
+) -> az.InferenceData:
+    r"""Fit a NumPyro model and return an :class:`arviz.InferenceData`.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro model.
+    *args
+        Positional arguments of the model (observed data included).
+    method : {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld"}
+        Inference method. The SG-MCMC kernels come from :mod:`probdyn.infer.sgmcmc`.
+    model_kwargs : dict, optional
+        Keyword arguments of the model.
+    num_chains : int
+        Chains (MCMC). For SVI, the ``num_chains * num_samples`` independent guide draws
+        are laid out as ``num_chains`` groups, so every method gives the same shapes.
+    num_warmup : int
+        Warmup (adaptation / burn-in) iterations per chain; unused by SVI.
+    num_samples : int
+        Post-warmup iterations per chain; ``num_samples // thinning`` draws are kept.
+        For SVI, draws per chain from the fitted guide.
+    seed : int
+        Seed of everything random; the same seed and arguments give a bit-identical
+        result on the same machine.
+    thinning : int
+        Keep every ``thinning``-th iteration (MCMC; must be 1 for SVI).
+    predictive : bool
+        Add a ``posterior_predictive`` group (observed sites only).
+    dims : dict of str to list of str, optional
+        Names of each site's axes after (chain, draw), e.g. ``{"x": ["time", "state"]}``.
+        Sites without user dims get plate names for batch axes, their
+        ``infer={"event_dims": [...]}`` names, ``"time"`` for the leading event axis of a
+        trajectory distribution (when its length matches ``coords["time"]``, if given),
+        and ArviZ's ``"<site>_dim_<i>"`` otherwise.
+    coords : dict of str to 1-D array, optional
+        Coordinate values per dim, e.g. ``{"time": times}``.
+    constant_data : dict of str to array, optional
+        Stored as the ``constant_data`` group.
+    checkpoint : str or path, optional
+        A netCDF file to checkpoint to (see :mod:`probdyn.infer.checkpoint`). If it holds
+        a finished run with the same fingerprint it is loaded and returned; an unfinished
+        one is resumed; one from another model, data or arguments raises ``ValueError``.
+    checkpoint_every : int, optional
+        Save every this many kept draws per chain (MCMC) or optimisation steps (SVI).
+        Without it, only the post-warmup state and the final result are saved. The draws
+        are bit-identical whether or not the run was interrupted.
+    progress_bar : bool
+        Show NumPyro's progress bars.
+    **options
+        Options of the method.
+
+        - ``"nuts"``/``"hmc"``: keyword arguments of :class:`numpyro.infer.NUTS` /
+          :class:`~numpyro.infer.HMC` (``target_accept_prob``, ``max_tree_depth``,
+          ``dense_mass``, ``init_strategy``, ...) and ``chain_method``: "parallel" when
+          ``jax.local_device_count() >= num_chains``, else "vectorized" (one compiled
+          program advancing all chains in lockstep).
+        - ``"svi"``: ``guide`` ("normal", "mvn", "lowrank", "delta", "iaf", "laplace", an
+          AutoGuide class or a guide callable; default "normal"), ``guide_kwargs``,
+          ``optimizer`` (a name: "adam", "adamw", "adabelief", "adagrad", "rmsprop",
+          "sgd", or an optax optimiser; default "adam"), ``learning_rate`` (float or optax
+          schedule; default 1e-2), ``num_steps`` (5000), ``num_particles`` (1), ``loss``
+          (a NumPyro ELBO), ``stable_update`` (False).
+        - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
+          (``step_size``, ``schedule``, ...) and ``chain_method``.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups (arrays have leading dims ``(chain, draw)`` of sizes ``(num_chains,
+        num_samples // thinning)`` unless noted):
+
+        - ``posterior``: latent and deterministic sites, constrained.
+        - ``sample_stats``: NUTS/HMC ``diverging``, ``n_steps``, ``acceptance_rate``,
+          ``step_size``, ``energy``, ``lp`` (and NUTS ``tree_depth``); SG-MCMC the
+          kernel's per-chain scalar state fields; SVI ``loss`` (negative ELBO per step,
+          dims ``("svi_step",)``).
+        - ``log_likelihood``: pointwise log-density of each observed site (event axes
+          summed), so :func:`arviz.loo` works.
+        - ``observed_data``, ``constant_data`` (when given), ``posterior_predictive``
+          (when ``predictive=True``).
+        - ``svi_params`` (SVI): the final variational parameters, constrained.
+        - ``attrs``: ``method``, ``seed``, sizes, ``options`` (JSON of strings),
+          ``chain_method``, ``probdyn_version``, library versions.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``method``, bad sizes, bad dims/coords, a checkpoint from another run.
+
+    Notes
+    -----
+    *Reproducibility.* Keys come from ``jax.random.PRNGKey(seed)`` split into (run,
+    guide draws, posterior predictive); chains get keys split from the run key. The
+    result contains no timestamp, so the same call on the same machine gives a
+    bit-identical InferenceData.
+
+    *Checkpoints.* MCMC warms up in one piece (the adaptation schedule needs it), saves
+    the post-warmup state, then draws in segments of ``checkpoint_every`` kept draws,
+    continuing each chain from the saved state and its own key, so the draws do not depend
+    on where the run was interrupted. NumPyro compiles the sampling loop anew for every
+    ``MCMC.run`` call, so each segment costs a compilation (seconds): choose segments
+    that take minutes. SVI saves the optimiser state and the loss trace every
+    ``checkpoint_every`` steps; the guide draws are made at the end.
+    TypeError
+        Options the method does not take, arguments of the wrong type.
+
+    Examples
+    --------
+    >>> import numpyro, numpyro.distributions as dist, jax.numpy as jnp
+    >>> def model(y):
+    ...     mu = numpyro.sample("mu", dist.Normal(0, 10))
+    ...     with numpyro.plate("obs_id", y.shape[0]):
+    ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+    >>> y = jnp.array([0.3, -0.1, 1.2])
+    >>> idata = fit(model, y, num_chains=2, num_warmup=200, num_samples=200,
+    ...             progress_bar=False)  # doctest: +SKIP
+    >>> idata.posterior["mu"].shape  # doctest: +SKIP
+    (2, 200)
+    >>> idata = fit(model, y, method="svi", guide="mvn", num_steps=2000,
+    ...             progress_bar=False)  # doctest: +SKIP
+    >>> idata.sample_stats["loss"].dims  # doctest: +SKIP
+    ('svi_step',)
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method={method!r} is not known; expected one of {METHODS}")
+    if not callable(model):
+        raise TypeError(f"model={model!r} is not callable; expected a NumPyro model function")
+    kwargs = _check_mapping("model_kwargs", model_kwargs)
+    num_chains = _check_int("num_chains", num_chains, 1)
+    num_warmup = _check_int("num_warmup", num_warmup, 0)
+    num_samples = _check_int("num_samples", num_samples, 1)
+    seed = _check_int("seed", seed, 0)
+    thinning = _check_int("thinning", thinning, 1)
+    if num_samples < thinning:
+        raise ValueError(
+            f"num_samples={num_samples} keeps no draw with thinning={thinning}; expected "
+            "num_samples >= thinning"
+        )
+    if method == "svi" and thinning != 1:
+        raise ValueError(f"thinning={thinning} has no meaning for method='svi'; expected 1")
+    if checkpoint_every is not None:
+        checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+        if checkpoint is None:
+            raise ValueError(
+                f"checkpoint_every={checkpoint_every} was given without checkpoint; "
+                "expected checkpoint=<path of a .nc file>"
+            )
+    dims = _check_mapping("dims", dims)
+    coords = _check_mapping("coords", coords)
+    constant_data = _check_mapping("constant_data", constant_data)
+    method_options, run_settings = _split_options(method, options, num_chains)
+    num_draws = num_samples // thinning
+
+    data_model = _full_data(model)  # what log-likelihoods, predictions and dims see
+    site_dims, info = model_dims(data_model, args, kwargs, dims=dims, coords=coords)
+    observed = [k for k, s in info.items() if s["type"] == "sample" and s["is_observed"]]
+    latent = [k for k, s in info.items() if s["type"] == "sample" and not s["is_observed"]]
+    deterministic = [k for k, s in info.items() if s["type"] == "deterministic"]
+    attrs = {
+        "method": method,
+        "seed": seed,
+        "num_chains": num_chains,
+        "num_warmup": num_warmup,
+        "num_samples": num_samples,
+        "thinning": thinning,
+        "options": json.dumps({k: _short(v) for k, v in sorted(options.items())}),
+        "probdyn_version": probdyn.__version__,
+        "inference_library": "numpyro",
+        "inference_library_version": numpyro.__version__,
+        "arviz_version": az.__version__,
+    }
+    attrs.update({k: str(v) for k, v in run_settings.items()})
+
+    def build(posterior, sample_stats, **groups):
+        return to_inference_data(
+            posterior, sample_stats=sample_stats, dims=site_dims, coords=coords, attrs=attrs,
+            **groups,
+        )  # fmt: skip
+
+    ckpt = None
+    if checkpoint is not None:
+        fp = fingerprint(
+            model,
+            args,
+            kwargs,
+            method=method,
+            options=options,
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            seed=seed,
+            thinning=thinning,
+            checkpoint_every=checkpoint_every,
+            predictive=bool(predictive),
+            dims=dims,
+            coords=coords,
+            constant_data=constant_data,
+            run_settings=run_settings,
+        )
+        ckpt = Checkpoint(checkpoint, fp)
+        finished = ckpt.load_complete()
+        if finished is not None:
+            return finished
+
+    key_run, key_draws, key_pp = jax.random.split(jax.random.PRNGKey(seed), 3)
+    extra_groups = {}
+    if method == "svi":
+        guide, params, losses = run_svi(
+            model,
+            args,
+            kwargs,
+            rng_key=key_run,
+            options=method_options,
+            checkpoint=ckpt,
+            checkpoint_every=checkpoint_every,
+            progress_bar=progress_bar,
+            partial_idata=lambda losses: build({}, {"loss": _loss_array(losses)}),
+        )
+        posterior = draw_from_guide(
+            data_model,
+            guide,
+            params,
+            args,
+            kwargs,
+            rng_key=key_draws,
+            shape=(num_chains, num_samples),
+            latent=latent,
+            deterministic=deterministic,
+        )
+        posterior = {k: np.asarray(v) for k, v in posterior.items()}
+        sample_stats = {"loss": _loss_array(losses)}
+        extra_groups["svi_params"] = _flat_params(params)
+        attrs["svi_final_loss"] = float(losses[-1]) if len(losses) else float("nan")
+    else:
+        kernel = _kernel_class(method)(model, **method_options)
+        posterior, stats = _run_mcmc(
+            kernel,
+            args,
+            kwargs,
+            rng_key=key_run,
+            method=method,
+            num_chains=num_chains,
+            num_warmup=num_warmup,
+            num_draws=num_draws,
+            thinning=thinning,
+            chain_method=run_settings["chain_method"],
+            progress_bar=progress_bar,
+            checkpoint=ckpt,
+            checkpoint_every=checkpoint_every,
+            partial_idata=lambda s, st: build(s, _sample_stats(method, st)),
+        )
+        sample_stats = _sample_stats(method, stats)
+
+    latent_draws = {k: jnp.asarray(posterior[k]) for k in latent if k in posterior}
+    groups: dict[str, Any] = {"extra_groups": extra_groups}
+    if observed:
+        ll = log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
+        groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}
+        groups["observed_data"] = _observed_values(data_model, args, kwargs, observed)
+    if predictive and observed:
+        pp = Predictive(
+            handlers.uncondition(data_model),
+            posterior_samples=latent_draws,
+            return_sites=observed,
+            batch_ndims=2,
+        )(key_pp, *args, **kwargs)
+        groups["posterior_predictive"] = {k: np.asarray(pp[k]) for k in observed}
+    if constant_data:
+        groups["constant_data"] = constant_data
+    idata = build(posterior, sample_stats, **groups)
+    if ckpt is not None:
+        ckpt.save_complete(idata, num_draws)
+    return idata
+
+
+def _flat_params(params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Guide parameters as named arrays; nested ones (IAF networks) as ``<name>_<index>...``."""
+    out = {}
+    for name, value in params.items():
+        for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
+            suffix = re.sub(r"[^0-9A-Za-z]+", "_", jax.tree_util.keystr(path)).strip("_")
+            out[f"{name}_{suffix}" if suffix else name] = np.asarray(leaf)
+    return out
+
+
+def _loss_array(losses: np.ndarray) -> xr.DataArray:
+    losses = np.asarray(losses)
+    return xr.DataArray(losses, dims=("svi_step",), coords={"svi_step": np.arange(len(losses))})

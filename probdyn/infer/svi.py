@@ -1,0 +1,290 @@
+"""Stochastic variational inference for :func:`probdyn.fit` (``method="svi"``).
+
+Builds a NumPyro :class:`~numpyro.infer.SVI` from names (guide, optimiser), runs it in
+segments so that the optimiser state can be checkpointed, and draws from the fitted guide.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from numpyro.infer import SVI, Predictive, Trace_ELBO, autoguide
+from tqdm.auto import tqdm
+
+from probdyn.infer.checkpoint import Checkpoint, from_numpy, to_numpy
+
+__all__ = [
+    "GUIDES",
+    "OPTIMIZERS",
+    "SVI_OPTIONS",
+    "draw_from_guide",
+    "make_guide",
+    "run_svi",
+    "validate_svi_options",
+]
+
+GUIDES: dict[str, type] = {
+    "normal": autoguide.AutoNormal,
+    "mvn": autoguide.AutoMultivariateNormal,
+    "lowrank": autoguide.AutoLowRankMultivariateNormal,
+    "delta": autoguide.AutoDelta,
+    "iaf": autoguide.AutoIAFNormal,
+    "laplace": autoguide.AutoLaplaceApproximation,
+}
+
+OPTIMIZERS: dict[str, Callable] = {
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "adabelief": optax.adabelief,
+    "adagrad": optax.adagrad,
+    "rmsprop": optax.rmsprop,
+    "sgd": optax.sgd,
+}
+
+#: Options accepted by ``fit(..., method="svi", **options)`` and their defaults.
+SVI_OPTIONS: dict[str, Any] = {
+    "guide": "normal",
+    "guide_kwargs": None,
+    "optimizer": "adam",
+    "learning_rate": None,  # 1e-2 for a named optimiser
+    "num_steps": 5000,
+    "num_particles": 1,
+    "loss": None,
+    "stable_update": False,
+}
+
+
+def make_guide(model: Callable, guide: Any, guide_kwargs: Mapping | None) -> Callable:
+    """An AutoGuide from a name in :data:`GUIDES`, an AutoGuide class, or a guide as given."""
+    kwargs = dict(guide_kwargs or {})
+    if isinstance(guide, str):
+        if guide not in GUIDES:
+            raise ValueError(f"guide={guide!r} is not known; expected one of {sorted(GUIDES)}")
+        return GUIDES[guide](model, **kwargs)
+    if isinstance(guide, type) and issubclass(guide, autoguide.AutoGuide):
+        return guide(model, **kwargs)
+    if callable(guide):
+        if kwargs:
+            raise TypeError(
+                f"guide_kwargs={kwargs!r} apply only to a guide given by name or AutoGuide "
+                "class; got a guide callable"
+            )
+        return guide
+    raise TypeError(
+        f"guide={guide!r} is not a guide; expected one of {sorted(GUIDES)}, an AutoGuide "
+        "class or a guide callable"
+    )
+
+
+def _make_optimizer(optimizer: Any, learning_rate: Any):
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer={optimizer!r} is not known; expected one of {sorted(OPTIMIZERS)} "
+                "or an optax GradientTransformation"
+            )
+        lr = 1e-2 if learning_rate is None else learning_rate
+        if not callable(lr) and not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(
+                f"learning_rate={lr!r} is not valid; expected a positive float or an optax "
+                "schedule (a callable of the step count)"
+            )
+        return OPTIMIZERS[optimizer](lr)
+    if learning_rate is not None:
+        raise TypeError(
+            f"learning_rate={learning_rate!r} applies only to an optimizer given by name; "
+            "build it into the optax optimiser instead"
+        )
+    if isinstance(optimizer, optax.GradientTransformation) or hasattr(optimizer, "init_fn"):
+        return optimizer
+    raise TypeError(
+        f"optimizer={optimizer!r} is not an optimiser; expected one of {sorted(OPTIMIZERS)}, "
+        "an optax GradientTransformation or a numpyro.optim optimiser"
+    )
+
+
+def validate_svi_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``fit(method="svi", **options)`` before any compilation; fill in defaults.
+
+    Raises
+    ------
+    TypeError
+        Unknown option names, or options of the wrong kind.
+    ValueError
+        Unknown guide or optimiser names, bad sizes or learning rates.
+    """
+    unknown = sorted(set(options) - set(SVI_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"fit(method='svi') got unexpected options {unknown}; expected some of "
+            f"{sorted(SVI_OPTIONS)} (model arguments go in *args or model_kwargs)"
+        )
+    opts = {**SVI_OPTIONS, **options}
+    for name in ("num_steps", "num_particles"):
+        value = opts[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r} is not valid; expected an integer >= 1")
+    if options.get("loss") is not None and "num_particles" in options:
+        raise TypeError("num_particles and loss were both given; set num_particles in loss")
+    guide = opts["guide"]
+    if isinstance(guide, str) and guide not in GUIDES:
+        raise ValueError(
+            f"guide={guide!r} is not known; expected one of {sorted(GUIDES)}, an AutoGuide "
+            "class or a guide callable"
+        )
+    if not isinstance(guide, str) and not callable(guide):
+        raise TypeError(
+            f"guide={guide!r} is not a guide; expected one of {sorted(GUIDES)}, an AutoGuide "
+            "class or a guide callable"
+        )
+    _make_optimizer(opts["optimizer"], opts["learning_rate"])
+    return opts
+
+
+def _stepper(svi: SVI, args: tuple, kwargs: Mapping, stable: bool) -> Callable:
+    """``steps(state, n) -> (state, losses (n,))``: n SVI steps in one compiled scan.
+
+    Compiled once per distinct ``n`` and reused across segments (``SVI.run`` recompiles
+    on every call).
+    """
+    update = svi.stable_update if stable else svi.update
+
+    def body(state, _):
+        return update(state, *args, **kwargs)
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def steps(state, n):
+        return jax.lax.scan(body, state, None, length=n)
+
+    return steps
+
+
+def run_svi(
+    model: Callable,
+    args: tuple,
+    kwargs: Mapping,
+    *,
+    rng_key: jax.Array,
+    options: Mapping[str, Any],
+    checkpoint: Checkpoint | None,
+    checkpoint_every: int | None,
+    progress_bar: bool,
+    partial_idata: Callable[[np.ndarray], Any] | None = None,
+) -> tuple[Callable, dict, np.ndarray]:
+    """Optimise the ELBO, in segments of ``checkpoint_every`` steps when checkpointing.
+
+    Parameters
+    ----------
+    model : callable
+        The NumPyro model.
+    args, kwargs : tuple, dict
+        Model arguments.
+    rng_key : jax.Array
+        Key for :meth:`SVI.init`; the steps then thread the key held in the SVI state.
+    options : dict
+        Keys of :data:`SVI_OPTIONS` (already validated, defaults filled in).
+    checkpoint : Checkpoint or None
+        Where to save ``(svi_state, losses)`` after every segment.
+    checkpoint_every : int or None
+        Steps per segment (None: one segment).
+    progress_bar : bool
+        Show NumPyro's progress bar.
+    partial_idata : callable, optional
+        Makes the partial InferenceData to write from the losses so far.
+
+    Returns
+    -------
+    guide : callable
+        The guide, set up.
+    params : dict of str to array
+        Final (constrained) parameters.
+    losses : np.ndarray, shape (num_steps,)
+        Negative ELBO at every step.
+    """
+    guide = make_guide(model, options["guide"], options["guide_kwargs"])
+    optim = _make_optimizer(options["optimizer"], options["learning_rate"])
+    loss = options["loss"]
+    if loss is None:
+        loss = Trace_ELBO(num_particles=options["num_particles"])
+    svi = SVI(model, guide, optim, loss)
+    state = svi.init(rng_key, *args, **kwargs)  # also sets up the guide on resume
+    num_steps = options["num_steps"]
+    losses: list[np.ndarray] = []
+    done = 0
+    progress = checkpoint.load_progress() if checkpoint is not None else None
+    if progress is not None:
+        done = int(progress["steps_done"])
+        losses = [np.asarray(progress["losses"])]
+    # Round-trip through NumPy on every path so that resumed and uninterrupted runs feed
+    # identically typed arrays to the compiled step.
+    state = from_numpy(progress["state"] if progress is not None else to_numpy(state))
+    segment = checkpoint_every or num_steps
+    steps = _stepper(svi, args, kwargs, options["stable_update"])
+    chunk = max(1, min(segment, num_steps) // 20) if progress_bar else segment
+    bar = tqdm(total=num_steps, initial=done, disable=not progress_bar, desc="svi")
+    with bar:
+        while done < num_steps:
+            end = min(done + segment, num_steps)
+            while done < end:
+                n = min(chunk, end - done)
+                state, chunk_losses = steps(state, n)
+                losses.append(np.asarray(chunk_losses))
+                done += n
+                bar.update(n)
+                bar.set_postfix(loss=f"{float(losses[-1][-1]):.4g}")
+            saved = to_numpy(state)
+            state = from_numpy(saved)
+            if checkpoint is not None and checkpoint_every is not None:
+                all_losses = np.concatenate(losses)
+                payload = {"kind": "svi", "steps_done": done, "state": saved, "losses": all_losses}
+                partial = partial_idata(all_losses) if partial_idata is not None else None
+                checkpoint.save_progress(payload, partial, done)
+    params = svi.get_params(state)
+    all_losses = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
+    return guide, params, all_losses
+
+
+def draw_from_guide(
+    model: Callable,
+    guide: Callable,
+    params: Mapping,
+    args: tuple,
+    kwargs: Mapping,
+    *,
+    rng_key: jax.Array,
+    shape: tuple[int, int],
+    latent: list[str],
+    deterministic: list[str],
+) -> dict[str, jax.Array]:
+    """Posterior draws from a fitted guide, constrained, with the model's deterministic sites.
+
+    AutoGuides draw with ``sample_posterior`` (so ``"laplace"`` uses its Hessian); a
+    guide callable draws with ``Predictive(guide, params=params)``. Deterministic sites
+    come from replaying the model on the draws.
+
+    Returns
+    -------
+    dict of str to array, each of shape (num_chains, num_draws, ...)
+    """
+    total = shape[0] * shape[1]
+    key_guide, key_det = jax.random.split(rng_key)
+    if isinstance(guide, autoguide.AutoGuide):
+        draws = guide.sample_posterior(key_guide, params, *args, sample_shape=(total,), **kwargs)
+    else:
+        draws = Predictive(guide, params=params, num_samples=total)(key_guide, *args, **kwargs)
+    draws = {k: v for k, v in draws.items() if k in latent}
+    missing = sorted(set(latent) - set(draws))
+    if missing:
+        raise ValueError(f"guide does not sample the model's latent sites {missing}")
+    if deterministic:
+        det = Predictive(model, posterior_samples=draws, return_sites=deterministic)(
+            key_det, *args, **kwargs
+        )
+        draws.update({k: det[k] for k in deterministic if k in det})
+    return {k: jnp.reshape(v, shape + jnp.shape(v)[1:]) for k, v in draws.items()}

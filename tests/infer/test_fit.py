@@ -1,0 +1,326 @@
+"""probdyn.fit against a conjugate Gaussian linear regression with a closed-form posterior."""
+
+import arviz as az
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+import xarray as xr
+
+from probdyn.infer.fit import METHODS, fit
+
+PRIOR_SCALE = 2.0
+NOISE = 0.5
+X = np.stack([np.ones(8), np.linspace(0.0, 2.0, 8)], axis=-1).astype(np.float32)
+Y = (X @ np.array([0.5, -1.0]) + NOISE * np.random.default_rng(0).normal(size=8)).astype(np.float32)
+
+
+def regression(x, y=None):
+    w = numpyro.sample("w", dist.Normal(0.0, PRIOR_SCALE).expand([2]).to_event(1))
+    mean = numpyro.deterministic("mean", x @ w)
+    with numpyro.plate("obs_id", x.shape[0]):
+        numpyro.sample("y", dist.Normal(mean, NOISE), obs=y)
+
+
+def exact_posterior():
+    """Mean (2,) and covariance (2, 2) of w given (X, Y)."""
+    precision = np.eye(2) / PRIOR_SCALE**2 + X.T @ X / NOISE**2
+    cov = np.linalg.inv(precision)
+    return cov @ X.T @ Y / NOISE**2, cov
+
+
+DIMS = {"w": ["coef"]}
+COORDS = {"coef": ["intercept", "slope"], "obs_id": np.arange(8) * 10}
+
+
+NUTS_SETTINGS = dict(
+    model_kwargs={"y": jnp.asarray(Y)},
+    num_chains=2,
+    num_warmup=300,
+    num_samples=600,
+    seed=1,
+    predictive=True,
+    dims=DIMS,
+    coords=COORDS,
+    constant_data={"x": X},
+    progress_bar=False,
+    target_accept_prob=0.85,
+)
+
+
+@pytest.fixture(scope="module")
+def nuts_idata():
+    return fit(regression, jnp.asarray(X), **NUTS_SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def svi_idata():
+    return fit(
+        regression,
+        jnp.asarray(X),
+        model_kwargs={"y": jnp.asarray(Y)},
+        method="svi",
+        guide="mvn",
+        learning_rate=optax.cosine_decay_schedule(0.05, 3000),
+        num_steps=3000,
+        num_particles=32,
+        num_chains=2,
+        num_samples=1000,
+        seed=2,
+        dims=DIMS,
+        coords=COORDS,
+        progress_bar=False,
+    )
+
+
+def test_nuts_matches_closed_form(nuts_idata):
+    mean, cov = exact_posterior()
+    w = nuts_idata.posterior["w"]
+    ess = az.ess(nuts_idata, var_names=["w"])["w"].values
+    assert np.all(ess > 100)
+    sd = np.sqrt(np.diag(cov))
+    draws = w.values.reshape(-1, 2)
+    # 4 Monte Carlo standard errors: mean se = sd / sqrt(ess), variance se ~ var sqrt(2 / ess).
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * sd / np.sqrt(ess))
+    var = draws.var(0)
+    np.testing.assert_array_less(np.abs(var - sd**2), 4 * sd**2 * np.sqrt(2 / ess))
+    corr = np.corrcoef(draws.T)[0, 1]
+    exact_corr = cov[0, 1] / (sd[0] * sd[1])
+    assert abs(corr - exact_corr) < 4 * (1 - exact_corr**2) / np.sqrt(ess.min())
+
+
+def test_nuts_groups_dims_coords(nuts_idata):
+    idata = nuts_idata
+    for group in (
+        "posterior",
+        "sample_stats",
+        "log_likelihood",
+        "observed_data",
+        "constant_data",
+        "posterior_predictive",
+    ):
+        assert hasattr(idata, group), group
+    post = idata.posterior
+    assert post["w"].dims == ("chain", "draw", "coef")
+    assert list(post["coef"].values) == ["intercept", "slope"]
+    assert post["mean"].dims == ("chain", "draw", "mean_dim_0")
+    assert post["w"].shape == (2, 600, 2)
+    assert idata.log_likelihood["y"].dims == ("chain", "draw", "obs_id")
+    np.testing.assert_array_equal(idata.log_likelihood["obs_id"].values, np.arange(8) * 10)
+    assert idata.observed_data["y"].dims == ("obs_id",)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, Y)
+    assert idata.posterior_predictive["y"].shape == (2, 600, 8)
+    assert not np.allclose(idata.posterior_predictive["y"].values[0, 0], Y)
+    np.testing.assert_array_equal(idata.constant_data["x"].values, X)
+    stats = idata.sample_stats
+    for name in ("diverging", "tree_depth", "step_size", "energy", "n_steps", "acceptance_rate"):
+        assert stats[name].dims == ("chain", "draw"), name
+    assert stats["diverging"].dtype == bool
+    np.testing.assert_array_equal(
+        stats["tree_depth"].values, np.floor(np.log2(stats["n_steps"].values)) + 1
+    )
+    assert idata.attrs["method"] == "nuts"
+    assert idata.attrs["seed"] == 1
+    assert "target_accept_prob" in idata.attrs["options"]
+    assert "probdyn_version" in idata.attrs
+
+
+def test_pointwise_loglik_and_loo(nuts_idata):
+    w = nuts_idata.posterior["w"].values
+    mean = np.einsum("nk,cdk->cdn", X, w)
+    expected = -0.5 * ((Y - mean) / NOISE) ** 2 - np.log(NOISE) - 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(nuts_idata.log_likelihood["y"].values, expected, rtol=1e-4)
+    loo = az.loo(nuts_idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_netcdf_round_trip(nuts_idata, svi_idata, tmp_path):
+    for name, idata in (("nuts", nuts_idata), ("svi", svi_idata)):
+        path = tmp_path / f"{name}.nc"
+        idata.to_netcdf(str(path))
+        back = az.from_netcdf(str(path))
+        assert set(back.groups()) == set(idata.groups())
+        for group in idata.groups():
+            xr.testing.assert_identical(back[group].load(), idata[group])
+        assert back.attrs == idata.attrs
+
+
+def test_svi_mvn_matches_closed_form(svi_idata):
+    mean, cov = exact_posterior()
+    params = svi_idata.svi_params
+    sd = np.sqrt(np.diag(cov))
+    # A full-rank Gaussian guide is exact here: only optimisation error remains.
+    np.testing.assert_allclose(params["auto_loc"].values, mean, atol=0.03 * sd.min())
+    tril = params["auto_scale_tril"].values
+    np.testing.assert_allclose(tril @ tril.T, cov, atol=0.02 * np.outer(sd, sd).min())
+    draws = svi_idata.posterior["w"].values.reshape(-1, 2)
+    n = draws.shape[0]
+    np.testing.assert_array_less(np.abs(draws.mean(0) - mean), 4 * sd / np.sqrt(n) + 0.02 * sd)
+    loss = svi_idata.sample_stats["loss"]
+    assert loss.dims == ("svi_step",) and loss.shape == (3000,)
+    assert svi_idata.posterior["w"].dims == ("chain", "draw", "coef")
+    assert svi_idata.posterior["mean"].shape == (2, 1000, 8)
+    np.testing.assert_allclose(
+        svi_idata.posterior["mean"].values,
+        np.einsum("nk,cdk->cdn", X, svi_idata.posterior["w"]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert svi_idata.log_likelihood["y"].shape == (2, 1000, 8)
+    assert svi_idata.attrs["method"] == "svi"
+
+
+def test_svi_normal_guide_is_exact_on_gaussian():
+    # Independent Gaussian posterior, mean-field guide: exact up to optimisation error.
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        with numpyro.plate("obs_id", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    y = jnp.asarray([0.5, 1.5, 1.0])
+    idata = fit(
+        model,
+        y,
+        method="svi",
+        guide="normal",
+        learning_rate=0.02,
+        num_steps=2000,
+        num_particles=8,
+        num_chains=1,
+        num_samples=10,
+        progress_bar=False,
+    )
+    post_var = 1.0 / (1.0 + 3.0)
+    post_mean = post_var * float(y.sum())
+    p = idata.svi_params
+    np.testing.assert_allclose(float(p["mu_auto_loc"]), post_mean, atol=0.02 * post_var**0.5)
+    np.testing.assert_allclose(float(p["mu_auto_scale"]), post_var**0.5, rtol=0.05)
+    assert idata.posterior["mu"].shape == (1, 10)
+
+
+def test_same_seed_bit_identical(nuts_idata):
+    again = fit(regression, jnp.asarray(X), **NUTS_SETTINGS)
+    assert set(again.groups()) == set(nuts_idata.groups())
+    for group in again.groups():
+        xr.testing.assert_identical(again[group], nuts_idata[group])
+    assert again.attrs == nuts_idata.attrs
+    # Chains differ from each other: the seed's key is split per chain.
+    w = nuts_idata.posterior["w"].values
+    assert not np.array_equal(w[0], w[1])
+
+
+def test_sgmcmc_methods_give_the_same_groups():
+    pytest.importorskip("probdyn.infer.sgmcmc")
+    idata = fit(
+        regression,
+        jnp.asarray(X),
+        model_kwargs={"y": jnp.asarray(Y)},
+        method="sgld",
+        step_size=1e-3,
+        num_chains=2,
+        num_warmup=50,
+        num_samples=40,
+        thinning=2,
+        dims=DIMS,
+        coords=COORDS,
+        progress_bar=False,
+    )
+    assert idata.posterior["w"].dims == ("chain", "draw", "coef")
+    assert idata.posterior["w"].shape == (2, 20, 2)
+    assert idata.sample_stats["step_size"].shape == (2, 20)
+    assert idata.log_likelihood["y"].shape == (2, 20, 8)
+    assert idata.attrs["method"] == "sgld"
+    with pytest.raises(TypeError, match="stepsize"):
+        fit(regression, jnp.asarray(X), method="sgld", stepsize=1e-3, progress_bar=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"method": "mala"}, ValueError, ["method", "'mala'", "nuts"]),
+        ({"num_samples": 0}, ValueError, ["num_samples=0", ">= 1"]),
+        ({"num_samples": -5}, ValueError, ["num_samples=-5"]),
+        ({"num_chains": 2.0}, TypeError, ["num_chains=2.0", "integer"]),
+        ({"num_samples": 4, "thinning": 5}, ValueError, ["thinning=5", "num_samples=4"]),
+        ({"target_acept_prob": 0.9}, TypeError, ["target_acept_prob", "target_accept_prob"]),
+        ({"method": "svi", "target_accept_prob": 0.9}, TypeError, ["target_accept_prob"]),
+        ({"method": "svi", "optimiser": "adam"}, TypeError, ["optimiser", "optimizer"]),
+        ({"method": "svi", "num_steps": 0}, ValueError, ["num_steps=0"]),
+        ({"method": "svi", "thinning": 2}, ValueError, ["thinning=2"]),
+        ({"method": "svi", "guide": "banana"}, ValueError, ["guide='banana'", "mvn"]),
+        ({"method": "svi", "optimizer": "adamx"}, ValueError, ["optimizer='adamx'", "adam"]),
+        ({"method": "svi", "learning_rate": -1.0}, ValueError, ["learning_rate=-1.0"]),
+        ({"chain_method": "magic"}, ValueError, ["chain_method='magic'"]),
+        ({"checkpoint_every": 10}, ValueError, ["checkpoint_every=10", "checkpoint"]),
+        ({"model_kwargs": [1]}, TypeError, ["model_kwargs"]),
+        ({"dims": {"z": ["a"]}}, ValueError, ["dims", "'z'"]),
+        ({"dims": {"w": ["a", "b"]}}, ValueError, ["dims['w']"]),
+        ({"coords": {"obs_id": np.arange(3)}}, ValueError, ["coords['obs_id']", "(8,)"]),
+    ],
+)
+def test_bad_inputs_raise_before_compiling(kwargs, error, words, monkeypatch):
+    import probdyn.infer.fit as fit_module
+
+    def no_run(*a, **k):  # pragma: no cover - reached only if validation is missing
+        raise AssertionError("inference started despite bad input")
+
+    monkeypatch.setattr(fit_module, "_run_mcmc", no_run)
+    monkeypatch.setattr(fit_module, "run_svi", no_run)
+    kwargs = {"model_kwargs": {"y": jnp.asarray(Y)}, **kwargs}
+    with pytest.raises(error) as info:
+        fit(regression, jnp.asarray(X), progress_bar=False, **kwargs)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_methods_listed():
+    assert set(METHODS) == {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld"}
+
+
+def _custom_guide(x, y=None):
+    loc = numpyro.param("w_loc", jnp.zeros(2))
+    scale = numpyro.param("w_scale", 0.1 * jnp.ones(2), constraint=dist.constraints.positive)
+    numpyro.sample("w", dist.Normal(loc, scale).to_event(1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "guide, extra",
+    [
+        ("normal", {}),
+        ("mvn", {"optimizer": optax.adam(0.05)}),
+        ("lowrank", {"guide_kwargs": {"rank": 1}}),
+        ("delta", {}),
+        ("iaf", {}),
+        ("laplace", {}),
+        (_custom_guide, {}),
+    ],
+)
+def test_every_guide_gives_posterior_draws(guide, extra):
+    mean, cov = exact_posterior()
+    idata = fit(
+        regression,
+        jnp.asarray(X),
+        model_kwargs={"y": jnp.asarray(Y)},
+        method="svi",
+        guide=guide,
+        num_steps=1500,
+        num_chains=2,
+        num_samples=500,
+        predictive=True,
+        progress_bar=False,
+        **({"learning_rate": 0.05} if "optimizer" not in extra else {}),
+        **extra,
+    )
+    w = idata.posterior["w"].values
+    assert w.shape == (2, 500, 2)
+    assert idata.posterior["mean"].shape == (2, 500, 8)
+    assert idata.posterior_predictive["y"].shape == (2, 500, 8)
+    sd = np.sqrt(np.diag(cov))
+    np.testing.assert_array_less(np.abs(w.mean((0, 1)) - mean), 0.5 * sd)
+    if guide == "delta":
+        assert np.all(w == w[0, 0])
+    elif guide in ("mvn", "laplace"):
+        np.testing.assert_allclose(np.cov(w.reshape(-1, 2).T), cov, atol=0.25 * sd.max() ** 2)
