@@ -108,11 +108,12 @@ def _posterior_state_probs(samples, y, num_draws=200):
 
 
 def _figures(out: Path, y, states, viterbi, state_probs, idata, samples):
-    import arviz as az
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from probdyn.report import plot_predictive_bands, plot_rank, plot_state_posterior, plot_trace
 
     T = len(y)
     t = np.arange(T)
@@ -130,25 +131,10 @@ def _figures(out: Path, y, states, viterbi, state_probs, idata, samples):
     fig.savefig(out / "data_and_states.png", dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(10, 2.8))
-    im = ax.imshow(
-        state_probs.T,
-        aspect="auto",
-        origin="lower",
-        cmap="viridis",
-        extent=(-0.5, T - 0.5, -0.5, 2.5),
-        vmin=0,
-        vmax=1,
+    plot_state_posterior(t, state_probs, true_states=states, path=out / "state_posterior.png")
+    plot_predictive_bands(
+        t, idata.posterior_predictive["y"], obs=y, path=out / "posterior_predictive.png"
     )
-    ax.plot(t, states, color="w", lw=0.8, label="true state")
-    ax.set_yticks(range(3), STATE_NAMES)
-    ax.set_xlabel("time")
-    ax.set_title("posterior p(state | data), averaged over posterior draws")
-    ax.legend(loc="upper right", fontsize=8)
-    fig.colorbar(im, ax=ax, pad=0.01)
-    fig.tight_layout()
-    fig.savefig(out / "state_posterior.png", dpi=110)
-    plt.close(fig)
 
     fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
     rates = np.asarray(samples["rates"])
@@ -161,10 +147,13 @@ def _figures(out: Path, y, states, viterbi, state_probs, idata, samples):
     fig.savefig(out / "rates_posterior.png", dpi=110)
     plt.close(fig)
 
-    az.plot_trace(idata, var_names=["rates", "A"], compact=True)
-    plt.gcf().tight_layout()
-    plt.savefig(out / "trace.png", dpi=90)
-    plt.close("all")
+    plot_trace(idata, out / "trace.png", var_names=["rates", "A"])
+    plot_rank(idata, out / "rank.png", var_names=["rates"])
+
+
+def _max_over(dataset) -> float:
+    """Largest value over all variables of an xarray Dataset."""
+    return max(float(dataset[v].max()) for v in dataset.data_vars)
 
 
 def _interval_table(samples):
@@ -199,7 +188,7 @@ def _doc_as_markdown():
     return "\n\n".join(paras)
 
 
-def _report(out: Path, metrics, rows):
+def _report(out: Path, metrics, rows, diagnostics_md: str):
     lines = [
         "# hmm_regimes: a 3-state Poisson HMM fitted with NUTS",
         "",
@@ -215,8 +204,13 @@ def _report(out: Path, metrics, rows):
         f"- Viterbi accuracy at the posterior mean: **{metrics['viterbi_accuracy']:.1%}**; "
         f"accuracy of the posterior-averaged most probable state: "
         f"**{metrics['smoothed_accuracy']:.1%}**",
+        f"- posterior predictive: CRPS {metrics['crps_mean']:.3f} per count; coverage of the "
+        f"50% / 90% intervals {metrics['coverage_50_predictive']:.0%} / "
+        f"{metrics['coverage_90_predictive']:.0%}",
         f"- time in `probdyn.fit` (compilation included): {metrics['fit_seconds']:.1f} s "
         f"({metrics['num_chains']} chains x {metrics['num_samples']} draws)",
+        "",
+        "## Parameters against the truth",
         "",
         "| parameter | truth | mean | sd | 5% | 95% | covered |",
         "|---|---|---|---|---|---|---|",
@@ -228,13 +222,23 @@ def _report(out: Path, metrics, rows):
         )
     lines += [
         "",
+        "## Diagnostics",
+        "",
+        diagnostics_md,
+        "",
+        "## Figures",
+        "",
         "![data and states](data_and_states.png)",
         "",
         "![state posterior](state_posterior.png)",
         "",
+        "![posterior predictive](posterior_predictive.png)",
+        "",
         "![rates posterior](rates_posterior.png)",
         "",
         "![trace](trace.png)",
+        "",
+        "![rank](rank.png)",
         "",
     ]
     (out / "report.md").write_text("\n".join(lines))
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     import arviz as az
 
     from probdyn import fit
+    from probdyn.report import crps, interval_coverage, summary
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
@@ -262,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         num_warmup=num_warmup,
         num_samples=num_samples,
         seed=args.seed + 1,
+        predictive=True,
         progress_bar=not args.no_progress,
         dims={
             "rates": ["state"],
@@ -280,30 +286,36 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("rates", "A")
     }
 
-    summ = az.summary(idata, var_names=["rates", "A"])
+    diagnostics = summary(idata, var_names=["rates", "A"])
     mean_rates = jnp.asarray(np.asarray(samples["rates"]).mean(0))
     mean_A = jnp.asarray(np.asarray(samples["A"]).mean(0))
     hmm_hat = DiscreteHMM(jnp.ones(3) / 3, mean_A, dist.Poisson(mean_rates), num_timesteps=T)
     viterbi = np.asarray(hmm_hat.viterbi(jnp.asarray(y)))
     state_probs = _posterior_state_probs(samples, y)
     rows = _interval_table(samples)
+    coverage = interval_coverage(idata.posterior_predictive["y"], y, levels=(0.5, 0.9))
     metrics = {
         "num_timesteps": T,
         "num_chains": num_chains,
         "num_samples": num_samples,
         "seed": args.seed,
-        "rhat_max": float(summ["r_hat"].max()),
-        "ess_bulk_min": float(summ["ess_bulk"].min()),
+        "rhat_max": _max_over(az.rhat(idata, var_names=["rates", "A"])),
+        "ess_bulk_min": -_max_over(-az.ess(idata, var_names=["rates", "A"], method="bulk")),
         "divergences": int(idata.sample_stats["diverging"].sum()),
         "coverage_90": float(np.mean([r["covered_90"] for r in rows])),
         "viterbi_accuracy": float(np.mean(viterbi == states)),
         "smoothed_accuracy": float(np.mean(state_probs.argmax(-1) == states)),
+        "crps_mean": float(crps(idata.posterior_predictive["y"], y).mean),
+        "coverage_50_predictive": float(coverage.overall[0]),
+        "coverage_90_predictive": float(coverage.overall[1]),
+        "diagnostics_ok": bool(diagnostics.ok),
+        "diagnostics_problems": list(diagnostics.problems),
         "fit_seconds": elapsed,
         "parameters": rows,
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, y, states, viterbi, state_probs, idata, samples)
-    _report(out, metrics, rows)
+    _report(out, metrics, rows, diagnostics.to_markdown())
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, divergences {metrics['divergences']}, "
         f"90% coverage {metrics['coverage_90']:.0%}, Viterbi accuracy "

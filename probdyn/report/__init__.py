@@ -1,0 +1,58 @@
+"""Reporting: InferenceData conversion, diagnostics, calibration, scores and plots."""
+
+from probdyn.report.idata import model_dims, to_inference_data
+from probdyn.report.output import prepare_output_dir
+from probdyn.report.plots import (
+    plot_predictive_bands,
+    plot_rank,
+    plot_sbc_ranks,
+    plot_state_posterior,
+    plot_trace,
+    select_plot_vars,
+)
+from probdyn.report.render import GENERATED_MARKER, render_report
+from probdyn.report.sbc import (
+    SBCResult,
+    default_num_bins,
+    rank_statistics,
+    rank_uniformity_pvalues,
+    sbc,
+)
+from probdyn.report.scores import (
+    CoverageResult,
+    CRPSResult,
+    crps,
+    interval_coverage,
+    lpd,
+    pointwise_log_predictive_density,
+)
+from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
+
+__all__ = [
+    "GENERATED_MARKER",
+    "CRPSResult",
+    "CoverageResult",
+    "SBCResult",
+    "Summary",
+    "crps",
+    "default_num_bins",
+    "ebfmi",
+    "elbo_relative_change",
+    "interval_coverage",
+    "lpd",
+    "model_dims",
+    "plot_predictive_bands",
+    "plot_rank",
+    "plot_sbc_ranks",
+    "plot_state_posterior",
+    "plot_trace",
+    "pointwise_log_predictive_density",
+    "prepare_output_dir",
+    "rank_statistics",
+    "rank_uniformity_pvalues",
+    "render_report",
+    "sbc",
+    "select_plot_vars",
+    "summary",
+    "to_inference_data",
+]

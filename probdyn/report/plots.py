@@ -1,0 +1,351 @@
+"""Figures for fits and forecasts: each saves a PNG when given a ``path`` and returns the
+:class:`matplotlib.figure.Figure`.
+
+Figures are built as bare ``Figure`` objects (rendered by the Agg canvas), not through
+``pyplot``: nothing is registered in pyplot's global figure list, so plotting in a loop
+leaks no memory and the user's interactive backend is left alone. They still display in
+Jupyter.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+from scipy import stats
+
+__all__ = [
+    "plot_predictive_bands",
+    "plot_rank",
+    "plot_sbc_ranks",
+    "plot_state_posterior",
+    "plot_trace",
+    "select_plot_vars",
+]
+
+
+def _save(fig: Figure, path: str | Path | None) -> Figure:
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+    return fig
+
+
+def _pool(x) -> np.ndarray:
+    if isinstance(x, xr.DataArray):
+        if "chain" in x.dims and "draw" in x.dims:
+            x = x.stack(__sample__=("chain", "draw")).transpose("__sample__", ...)
+        x = x.values
+    return np.asarray(x, dtype=float)
+
+
+def plot_predictive_bands(
+    times: ArrayLike,
+    draws: ArrayLike | xr.DataArray,
+    obs: ArrayLike | None = None,
+    levels: tuple[float, ...] = (0.5, 0.9),
+    path: str | Path | None = None,
+    *,
+    labels: list[str] | None = None,
+) -> Figure:
+    """Predictive median and central bands over time, one panel per observed dimension.
+
+    Parameters
+    ----------
+    times : array_like, shape (num_timesteps,)
+        Time of each step.
+    draws : array_like or xarray.DataArray, shape (num_draws, num_timesteps) or
+        (num_draws, num_timesteps, obs_dim)
+        Predictive draws; a DataArray with dims ``("chain", "draw", ...)`` is pooled.
+    obs : array_like, optional, shape (num_timesteps,) or (num_timesteps, obs_dim)
+        Observations, drawn as dots (NaNs skipped).
+    levels : tuple of float
+        Central interval levels in (0, 1), one shaded band each.
+    path : str or Path, optional
+        Where to save the PNG.
+    labels : list of str, optional
+        Panel titles, one per ``obs_dim``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        With ``obs_dim`` axes (one for 2-d draws).
+    """
+    t = np.asarray(times, dtype=float)
+    if t.ndim != 1:
+        raise ValueError(f"times must have shape (num_timesteps,); got shape {t.shape}")
+    x = _pool(draws)
+    if x.ndim not in (2, 3) or x.shape[1] != t.shape[0]:
+        raise ValueError(
+            f"draws must have shape (num_draws, num_timesteps={t.shape[0]}) or "
+            f"(num_draws, {t.shape[0]}, obs_dim); got shape {x.shape}"
+        )
+    if x.ndim == 2:
+        x = x[..., None]
+    obs_dim = x.shape[2]
+    y = None
+    if obs is not None:
+        y = np.asarray(obs, dtype=float)
+        if y.ndim == 1:
+            y = y[:, None]
+        if y.shape != (t.shape[0], obs_dim):
+            raise ValueError(
+                f"obs must have shape ({t.shape[0]},) or ({t.shape[0]}, {obs_dim}) to match "
+                f"draws; got shape {np.shape(obs)}"
+            )
+    levels = tuple(sorted(float(v) for v in np.atleast_1d(levels)))
+    if any(not 0.0 < v < 1.0 for v in levels):
+        raise ValueError(f"levels must be numbers strictly between 0 and 1; got {levels!r}")
+    if labels is not None and len(labels) != obs_dim:
+        raise ValueError(f"labels must have {obs_dim} entries; got {len(labels)}")
+    fig = Figure(figsize=(8, 2.6 * obs_dim))
+    axes = fig.subplots(obs_dim, 1, sharex=True, squeeze=False)
+    for d, ax in enumerate(axes[:, 0]):
+        for k, level in enumerate(reversed(levels)):
+            lo, hi = np.quantile(x[:, :, d], [(1 - level) / 2, (1 + level) / 2], axis=0)
+            alpha = 0.2 + 0.25 * k
+            ax.fill_between(t, lo, hi, color="C0", alpha=alpha, lw=0, label=f"{level:.0%}")
+        ax.plot(t, np.median(x[:, :, d], axis=0), color="C0", lw=1.5, label="median")
+        if y is not None:
+            ax.plot(t, y[:, d], "k.", ms=3, label="observed")
+        if labels is not None:
+            ax.set_title(labels[d])
+        ax.legend(loc="upper left", fontsize="small", ncols=len(levels) + 2)
+    axes[-1, 0].set_xlabel("time")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_state_posterior(
+    times: ArrayLike,
+    state_probs: ArrayLike,
+    true_states: ArrayLike | None = None,
+    path: str | Path | None = None,
+) -> Figure:
+    """Heatmap of the posterior probability of each hidden state over time.
+
+    Parameters
+    ----------
+    times : array_like, shape (num_timesteps,)
+        Time of each step (increasing).
+    state_probs : array_like, shape (num_timesteps, num_states)
+        Marginal posterior :math:`p(z_t = k \\mid y)`; rows should sum to one.
+    true_states : array_like of int, optional, shape (num_timesteps,)
+        Known states, drawn as a line on top.
+    path : str or Path, optional
+        Where to save the PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Two axes: the heatmap and its colour bar.
+    """
+    t = np.asarray(times, dtype=float)
+    p = np.asarray(state_probs, dtype=float)
+    if t.ndim != 1:
+        raise ValueError(f"times must have shape (num_timesteps,); got shape {t.shape}")
+    if p.ndim != 2 or p.shape[0] != t.shape[0]:
+        raise ValueError(
+            f"state_probs must have shape (num_timesteps={t.shape[0]}, num_states); "
+            f"got shape {p.shape}"
+        )
+    if true_states is not None:
+        z = np.asarray(true_states)
+        if z.shape != t.shape:
+            raise ValueError(f"true_states must have shape ({t.shape[0]},); got shape {z.shape}")
+    num_states = p.shape[1]
+    if t.size > 1:
+        mid = (t[1:] + t[:-1]) / 2
+        edges = np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+    else:
+        edges = np.array([t[0] - 0.5, t[0] + 0.5])
+    fig = Figure(figsize=(8, 1.0 + 0.4 * num_states))
+    ax = fig.subplots()
+    mesh = ax.pcolormesh(
+        edges,
+        np.arange(num_states + 1) - 0.5,
+        p.T,
+        cmap="Blues",
+        vmin=0,
+        vmax=1,
+        shading="flat",
+    )
+    if true_states is not None:
+        ax.step(t, z, where="mid", color="C3", lw=1.2, label="true state")
+        ax.legend(loc="upper right", fontsize="small")
+    ax.set_yticks(np.arange(num_states))
+    ax.set_ylabel("state")
+    ax.set_xlabel("time")
+    fig.colorbar(mesh, ax=ax, label="posterior probability")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def select_plot_vars(idata, max_elements: int = 8, max_vars: int = 8) -> list[str]:
+    """Posterior variables small enough to draw one panel per element.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a ``posterior`` group.
+    max_elements : int
+        Variables with more scalar elements per draw (e.g. latent trajectories) are skipped.
+    max_vars : int
+        At most this many variables, in posterior order.
+
+    Returns
+    -------
+    list of str
+    """
+    post = idata.posterior
+    out = []
+    for name, da in post.data_vars.items():
+        size = int(np.prod([n for d, n in da.sizes.items() if d not in ("chain", "draw")]))
+        if size <= max_elements:
+            out.append(str(name))
+    return out[:max_vars]
+
+
+def _num_elements(idata, var_names: list[str]) -> int:
+    post = idata.posterior
+    total = 0
+    for name in var_names:
+        sizes = post[name].sizes
+        total += int(np.prod([n for d, n in sizes.items() if d not in ("chain", "draw")]))
+    return total
+
+
+def _check_idata(idata) -> None:
+    if not hasattr(idata, "posterior"):
+        raise ValueError(
+            "idata must be an arviz.InferenceData with a posterior group; "
+            f"got {type(idata).__name__}"
+        )
+
+
+def plot_trace(idata, path: str | Path | None = None, var_names: list[str] | None = None):
+    """Trace and marginal density of each posterior variable (``arviz.plot_trace``).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a ``posterior`` group of dims ``("chain", "draw", ...)``.
+    path : str or Path, optional
+        Where to save the PNG.
+    var_names : list of str, optional
+        Default: :func:`select_plot_vars` (skips long latent trajectories).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        ``2 * len(var_names)`` axes (density and trace per variable).
+    """
+    import arviz as az
+
+    _check_idata(idata)
+    var_names = list(var_names) if var_names is not None else select_plot_vars(idata)
+    if not var_names:
+        raise ValueError("var_names is empty: idata has no posterior variable small enough")
+    fig = Figure(figsize=(9, 2.0 * len(var_names)))
+    axes = fig.subplots(len(var_names), 2, squeeze=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        az.plot_trace(idata, var_names=var_names, compact=True, axes=axes, show=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_rank(idata, path: str | Path | None = None, var_names: list[str] | None = None):
+    """Rank plots per chain (``arviz.plot_rank``; Vehtari et al. 2021).
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a ``posterior`` group of dims ``("chain", "draw", ...)``.
+    path : str or Path, optional
+        Where to save the PNG.
+    var_names : list of str, optional
+        Default: :func:`select_plot_vars`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per scalar element of the selected variables.
+    """
+    import arviz as az
+
+    _check_idata(idata)
+    var_names = list(var_names) if var_names is not None else select_plot_vars(idata)
+    if not var_names:
+        raise ValueError("var_names is empty: idata has no posterior variable small enough")
+    n = _num_elements(idata, var_names)
+    ncols = min(3, n)
+    nrows = int(np.ceil(n / ncols))
+    fig = Figure(figsize=(3.4 * ncols, 2.4 * nrows))
+    grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in grid[n:]:
+        fig.delaxes(ax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        az.plot_rank(idata, var_names=var_names, ax=grid[:n], show=False)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_sbc_ranks(result, path: str | Path | None = None, num_bins: int | None = None):
+    """Histogram of SBC rank statistics per parameter, with the binomial 99% band.
+
+    Under calibration each rank is uniform on ``{0, ..., num_posterior_draws}``, so each
+    bin count is Binomial(num_replicates, 1 / num_bins); the grey band spans its 0.5% to
+    99.5% quantiles (Talts et al. 2018).
+
+    Parameters
+    ----------
+    result : SBCResult
+        From :func:`probdyn.report.sbc.sbc` (anything with ``ranks`` (num_replicates,
+        num_params), ``param_names``, ``num_posterior_draws``, ``num_bins``, ``pvalues``).
+    path : str or Path, optional
+        Where to save the PNG.
+    num_bins : int, optional
+        Default ``result.num_bins``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per parameter.
+    """
+    ranks = np.asarray(result.ranks)
+    if ranks.ndim != 2:
+        raise ValueError(
+            f"result.ranks must have shape (num_replicates, num_params); got {ranks.shape}"
+        )
+    num_reps, num_params = ranks.shape
+    num_bins = int(num_bins or result.num_bins)
+    max_rank = int(result.num_posterior_draws)
+    edges = np.linspace(-0.5, max_rank + 0.5, num_bins + 1)
+    lo, hi = stats.binom.ppf([0.005, 0.995], num_reps, 1.0 / num_bins)
+    ncols = min(4, num_params)
+    nrows = int(np.ceil(num_params / ncols))
+    fig = Figure(figsize=(3.2 * ncols, 2.6 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for j in range(nrows * ncols):
+        ax = axes.ravel()[j]
+        if j >= num_params:
+            fig.delaxes(ax)
+            continue
+        ax.axhspan(lo, hi, color="0.85", zorder=0, label="99% band")
+        ax.axhline(num_reps / num_bins, color="0.5", lw=0.8)
+        ax.hist(ranks[:, j], bins=edges, color="C0", edgecolor="white", zorder=1)
+        pval = result.pvalues[j] if getattr(result, "pvalues", None) is not None else None
+        title = str(result.param_names[j])
+        if pval is not None:
+            title += f"  (p = {pval:.2g})"
+        ax.set_title(title, fontsize="small")
+        ax.set_xlabel("rank")
+    fig.tight_layout()
+    return _save(fig, path)
