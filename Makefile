@@ -36,7 +36,8 @@ test-all: $(VENV)/.stamp-test
 	$(BIN)/pytest $(PYTEST_ARGS) -m ""
 
 bench: $(VENV)/.stamp-bench
-	$(BIN)/python bench/hmm.py
+	$(BIN)/python bench/hmm.py $(BENCH_ARGS)
+	$(BIN)/python bench/sgmcmc.py $(BENCH_ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .

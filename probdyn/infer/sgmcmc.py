@@ -11,7 +11,10 @@ Four kernels, each usable wherever NumPyro accepts a kernel (``MCMC`` with any
 
 Minibatches come from the model itself. If the model contains
 ``numpyro.plate("data", N, subsample_size=B)``, every step draws a fresh subsample of ``B``
-indices (without replacement): the potential is evaluated under
+indices, by default i.i.d. uniform (with replacement, ``subsample="iid"``: O(B) per step);
+``subsample="without_replacement"`` keeps NumPyro's partial Fisher-Yates shuffle, which on
+CPU is a ``B``-step ``lax.scan`` over ``arange(N)`` and costs ~0.5 ms per step at N=10,000,
+B=100. The potential is evaluated under
 :class:`numpyro.handlers.seed` with a per-step key, and the plate scales the
 log-likelihood by :math:`N/B`, so that for fixed parameters
 
@@ -167,7 +170,12 @@ class _SGMCMC(MCMCKernel):
         schedule: str | Schedule = "constant",
         schedule_kwargs: dict | None = None,
         init_strategy: Callable = init_to_uniform,
+        subsample: str = "iid",
     ):
+        if subsample not in ("iid", "without_replacement"):
+            raise ValueError(
+                f"`subsample` must be 'iid' or 'without_replacement', got {subsample!r}."
+            )
         if (model is None) == (potential_fn is None):
             raise ValueError("Give exactly one of `model` or `potential_fn`.")
         if not callable(init_strategy):
@@ -177,6 +185,7 @@ class _SGMCMC(MCMCKernel):
         self._step_size = step_size
         self._schedule = make_schedule(schedule, step_size, schedule_kwargs)
         self._init_strategy = init_strategy
+        self._subsample = subsample
         self._reset()
 
     def _reset(self) -> None:
@@ -241,9 +250,10 @@ class _SGMCMC(MCMCKernel):
         else:
             rng_key, key_init = random.split(rng_key)
         if self._model is not None:
+            model = _iid_plates(self._model) if self._subsample == "iid" else self._model
             info, self._potential_fn_gen, self._postprocess_fn, _ = initialize_model(
                 key_init,
-                self._model,
+                model,
                 dynamic_args=True,
                 init_strategy=self._init_strategy,
                 model_args=model_args,
@@ -342,6 +352,9 @@ class SGLD(_SGMCMC):
     init_strategy
         Per-site initialisation (see :ref:`init_strategy`), default
         :func:`~numpyro.infer.initialization.init_to_uniform`.
+    subsample
+        ``"iid"`` (default): minibatch indices i.i.d. uniform over ``range(N)``;
+        ``"without_replacement"``: NumPyro's own subsample (slow on CPU for large ``N``).
 
     Notes
     -----
@@ -600,6 +613,19 @@ class CSGLD(_SGMCMC):
         step_size = self._schedule(i)
         z = sgld.step(key_noise, z, key_batch, step_size)
         return CSGLDState(i + 1, z, step_size, i // self._cycle_length, state.rng_key)
+
+
+def _iid_indices(size: int, subsample_size: int, rng_key: Array | None = None) -> Array:
+    return random.randint(rng_key, (subsample_size,), 0, size)
+
+
+class _iid_plates(Messenger):
+    """Subsampled plates draw i.i.d. uniform indices; only the plate's ``fn`` changes, so
+    the ``seed`` handler still supplies the key and :func:`full_data_model` still wins."""
+
+    def process_message(self, msg):
+        if msg["type"] == "plate" and msg["value"] is None:
+            msg["fn"] = _iid_indices
 
 
 class _full_plates(Messenger):

@@ -1,5 +1,25 @@
-"""Pure-JAX kernels: the hot loops. Functions of arrays to arrays; no NumPyro here."""
+"""Pure-JAX kernels: the hot loops. Functions of arrays to arrays; no NumPyro here.
 
+- :mod:`probdyn.kernels.hmm`: forward/backward, smoothing, Viterbi, FFBS (sequential and
+  associative-scan).
+- :mod:`probdyn.kernels.ctmc`: CTMC transition matrices for batches of gaps, path
+  likelihoods, endpoint-conditioned bridges (matrix exponentials in
+  :mod:`probdyn.kernels.expm`).
+- :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
+
+The two ``path_log_likelihood`` functions are exported as ``ctmc_path_log_likelihood``
+and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``.
+"""
+
+from probdyn.kernels.ctmc import (
+    BridgePath,
+    check_generator,
+    generator_from_rates,
+    sample_bridge,
+    stationary_distribution,
+    transition_matrices,
+)
+from probdyn.kernels.ctmc import path_log_likelihood as ctmc_path_log_likelihood
 from probdyn.kernels.hmm import (
     HMMFilterResult,
     HMMPosterior,
@@ -13,10 +33,25 @@ from probdyn.kernels.hmm import (
     hmm_smoother,
     hmm_two_slice_marginals,
 )
+from probdyn.kernels.ssa import Path as SSAPath
+from probdyn.kernels.ssa import (
+    gillespie,
+    gillespie_at,
+    mass_action_propensities,
+    tau_leap,
+)
+from probdyn.kernels.ssa import path_log_likelihood as ssa_path_log_likelihood
 
 __all__ = [
+    "BridgePath",
     "HMMFilterResult",
     "HMMPosterior",
+    "SSAPath",
+    "check_generator",
+    "ctmc_path_log_likelihood",
+    "generator_from_rates",
+    "gillespie",
+    "gillespie_at",
     "hmm_backward",
     "hmm_expected_transitions",
     "hmm_filter",
@@ -26,4 +61,10 @@ __all__ = [
     "hmm_sample_states",
     "hmm_smoother",
     "hmm_two_slice_marginals",
+    "mass_action_propensities",
+    "sample_bridge",
+    "ssa_path_log_likelihood",
+    "stationary_distribution",
+    "tau_leap",
+    "transition_matrices",
 ]

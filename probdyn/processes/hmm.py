@@ -25,6 +25,20 @@ def _resolve_parallel(parallel, num_timesteps):
     return bool(parallel)
 
 
+def _vmap_flat(fn, args, batch):
+    """Apply ``fn`` to each row of the flattened batch ``args``; reshape to ``batch``.
+
+    A single sequence is passed straight to the kernel: under ``vmap`` the kernels'
+    underflow fallback (a ``lax.cond``) would become a select that always runs both
+    branches.
+    """
+    if int(np.prod(batch)) == 1:
+        out = fn(jax.tree.map(lambda x: x[0], args))
+        return jax.tree.map(lambda x: x.reshape(batch + x.shape), out)
+    out = jax.vmap(fn)(args)
+    return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+
 class DiscreteHMM(Distribution):
     r"""A hidden Markov model with discrete states, as a distribution over observations.
 
@@ -71,6 +85,14 @@ class DiscreteHMM(Distribution):
         T >= 256 and the sequential scan on CPU, where it is faster.
     time_varying : bool
         Whether the transition matrix carries a time axis of length T-1.
+    robust : bool or None
+        Underflow handling of the forward-backward recursions (see
+        :func:`probdyn.kernels.hmm_log_likelihood`): None redoes a pass in the log domain
+        only when the fast scaled pass underflows; False never does (fastest, NaN on
+        underflow); True always works in the log domain. Underflow needs an observation
+        that only states of vanishing predicted probability explain. Under an outer
+        ``vmap`` (e.g. NumPyro's vectorised chains) None costs both passes; choose False
+        when the transition matrix has no (near-)zero entries.
     validate_args : bool, optional
         Check that probabilities lie on the simplex and observations in the support.
 
@@ -100,7 +122,7 @@ class DiscreteHMM(Distribution):
         "obs_mask",
         "lengths",
     )
-    pytree_aux_fields = ("num_timesteps", "parallel", "time_varying", "num_states")
+    pytree_aux_fields = ("num_timesteps", "parallel", "time_varying", "num_states", "robust")
     has_enumerate_support = False
 
     def __init__(
@@ -116,6 +138,7 @@ class DiscreteHMM(Distribution):
         lengths: ArrayLike | None = None,
         parallel: bool | str = False,
         time_varying: bool = False,
+        robust: bool | None = None,
         validate_args: bool | None = None,
     ):
         if (initial_probs is None) == (initial_logits is None):
@@ -127,6 +150,8 @@ class DiscreteHMM(Distribution):
                 "emission must be a numpyro Distribution with a trailing batch axis of size "
                 f"num_states; got {type(emission).__name__}"
             )
+        if robust not in (None, True, False):
+            raise ValueError(f"robust must be None, True or False; got {robust!r}")
         if parallel not in _PARALLEL_CHOICES:
             raise ValueError(f"parallel must be False, True or 'auto'; got {parallel!r}")
         init = initial_probs if initial_probs is not None else initial_logits
@@ -207,6 +232,7 @@ class DiscreteHMM(Distribution):
         self.num_timesteps = num_timesteps
         self.parallel = parallel
         self.time_varying = time_varying
+        self.robust = robust
         self.num_states = K
         event_shape = (num_timesteps if num_timesteps is not None else 1,)
         super().__init__(
@@ -337,10 +363,10 @@ class DiscreteHMM(Distribution):
             kw = {k: a[k] for k in ("mask", "length") if k in a}
             if par is not None:
                 kw["parallel"] = par
+                kw["robust"] = self.robust
             return fn(a["pi"], a["A"], a["ll"], **kw)
 
-        out = jax.vmap(one)(args)
-        return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
+        return _vmap_flat(one, args, batch)
 
     # ----------------------------------------------------------------------------------
     # distribution interface
@@ -457,9 +483,15 @@ class DiscreteHMM(Distribution):
         def one(a):
             kw = {k: a[k] for k in ("mask", "length") if k in a}
             return K_.hmm_posterior_sample(
-                a["key"], a["pi"], a["A"], a["ll"], num_samples=int(num_samples), parallel=par, **kw
+                a["key"],
+                a["pi"],
+                a["A"],
+                a["ll"],
+                num_samples=int(num_samples),
+                parallel=par,
+                robust=self.robust,
+                **kw,
             )
 
-        paths = jax.vmap(one)(args)  # (n, S, T)
-        paths = jnp.moveaxis(paths, 1, 0)
-        return paths.reshape((int(num_samples),) + batch + (T,))
+        paths = _vmap_flat(one, args, batch)  # (*batch, S, T)
+        return jnp.moveaxis(paths, len(batch), 0)

@@ -1,5 +1,7 @@
 """probdyn.fit against a conjugate Gaussian linear regression with a closed-form posterior."""
 
+import importlib
+
 import arviz as az
 import jax.numpy as jnp
 import numpy as np
@@ -261,7 +263,8 @@ def test_sgmcmc_methods_give_the_same_groups():
     ],
 )
 def test_bad_inputs_raise_before_compiling(kwargs, error, words, monkeypatch):
-    import probdyn.infer.fit as fit_module
+    # the package re-exports the function ``fit``, which shadows the submodule attribute
+    fit_module = importlib.import_module("probdyn.infer.fit")
 
     def no_run(*a, **k):  # pragma: no cover - reached only if validation is missing
         raise AssertionError("inference started despite bad input")

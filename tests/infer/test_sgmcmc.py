@@ -159,7 +159,9 @@ def test_sgld_gaussian_1d(y1, batch):
     np.testing.assert_allclose(var_ref, sgld_cov(h, precision, v).item(), rtol=1e-10)
     # discretisation + gradient-noise bias relative to the posterior variance 1/P
     print(f"SGLD B={batch}: stationary var * P = {var_ref * p:.4f}")
-    mcmc = run(SGLD(model_1d, step_size=h), y1, subsample_size=batch)
+    mcmc = run(
+        SGLD(model_1d, step_size=h, subsample="without_replacement"), y1, subsample_size=batch
+    )
     assert_moments(draws_of(mcmc, 1), mu, var_ref, f"SGLD B={batch}")
 
 
@@ -167,7 +169,12 @@ def test_sgld_gaussian_2d_minibatch(y2):
     h, batch = 2e-4, 50
     precision, mu = posterior(y2, SIGMA_2D)
     cov_ref = sgld_cov(h, precision, grad_noise_cov(y2, SIGMA_2D, batch))
-    mcmc = run(SGLD(model_2d, step_size=h), y2, subsample_size=batch, num_samples=8000)
+    mcmc = run(
+        SGLD(model_2d, step_size=h, subsample="without_replacement"),
+        y2,
+        subsample_size=batch,
+        num_samples=8000,
+    )
     draws = draws_of(mcmc, 2)
     assert_moments(draws, mu, np.diag(cov_ref), "SGLD 2-D")
     # correlation of the stationary law (positive, like Sigma's); se ~ (1 - rho^2) / sqrt(ESS)
@@ -182,7 +189,11 @@ def test_sghmc_gaussian_1d_minibatch(y1):
     precision, mu = posterior(y1, np.eye(1))
     cov = sghmc_cov(h, alpha, 2 * alpha, precision, grad_noise_cov(y1, np.eye(1), batch))
     print(f"SGHMC: stationary var * P = {cov[0, 0] * precision.item():.4f}")
-    mcmc = run(SGHMC(model_1d, step_size=h, alpha=alpha), y1, subsample_size=batch)
+    mcmc = run(
+        SGHMC(model_1d, step_size=h, alpha=alpha, subsample="without_replacement"),
+        y1,
+        subsample_size=batch,
+    )
     assert_moments(draws_of(mcmc, 1), mu, cov[0, 0], "SGHMC")
     # the recorded kinetic energy is 0.5 r^2 of the chain's momentum
     ke = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["kinetic_energy"], np.float64)
@@ -223,7 +234,13 @@ def test_underdamped_gaussian_2d_minibatch(y2, kernel):
     v = grad_noise_cov(y2, SIGMA_2D, batch)
     init = init_to_value(values={"theta": jnp.asarray(mu, dtype=jnp.float32)})
     mcmc = run(
-        KERNELS[kernel](model_2d, step_size=h, alpha=alpha, init_strategy=init),
+        KERNELS[kernel](
+            model_2d,
+            step_size=h,
+            alpha=alpha,
+            init_strategy=init,
+            subsample="without_replacement",
+        ),
         y2,
         subsample_size=batch,
         num_warmup=5000,
@@ -240,9 +257,10 @@ def test_underdamped_gaussian_2d_minibatch(y2, kernel):
 # ----------------------------------------------------------------------- minibatching
 
 
-def test_minibatch_gradient_unbiased(y1):
+@pytest.mark.parametrize("subsample", ["iid", "without_replacement"])
+def test_minibatch_gradient_unbiased(y1, subsample):
     batch, num_keys = 50, 4000
-    kernel = SGLD(model_1d)
+    kernel = SGLD(model_1d, subsample=subsample)
     kernel.init(jax.random.PRNGKey(0), 0, None, (y1,), {"subsample_size": batch})
     potential = kernel.get_potential_fn((y1,), {"subsample_size": batch})
     full = kernel.get_potential_fn((y1,), {})
@@ -259,6 +277,10 @@ def test_minibatch_gradient_unbiased(y1):
     y = np.asarray(y1, dtype=np.float64)
     exact = 0.3 - np.sum(y - 0.3)  # d/dtheta of -log p(theta, y)
     v = grad_noise_cov(y1, np.eye(1), batch).item()
+    if subsample == "iid":
+        # with replacement: no finite-population correction (N - B) / (N - 1)
+        n = y.shape[0]
+        v *= (n - 1) / (n - batch)
     print(f"gradient: mean {g.mean():.3f} exact {exact:.3f} var {g.var():.1f} V {v:.1f}")
     assert abs(g.mean() - exact) < Z * math.sqrt(v / num_keys)
     assert abs(g.var() / v - 1) < Z * math.sqrt(2 / num_keys)
@@ -268,7 +290,8 @@ def test_minibatch_gradient_unbiased(y1):
     np.testing.assert_allclose(g_full, exact, rtol=1e-4)
 
 
-def test_fresh_subsample_each_step(y1):
+@pytest.mark.parametrize("subsample", ["iid", "without_replacement"])
+def test_fresh_subsample_each_step(y1, subsample):
     seen = []
 
     def model(y, subsample_size):
@@ -277,7 +300,7 @@ def test_fresh_subsample_each_step(y1):
             jax.debug.callback(lambda i: seen.append(np.asarray(i)), idx)
             numpyro.sample("obs", dist.Normal(theta, 1.0), obs=y[idx])
 
-    kernel = SGLD(model, step_size=1e-4)
+    kernel = SGLD(model, step_size=1e-4, subsample=subsample)
     state = kernel.init(jax.random.PRNGKey(0), 0, None, (y1, 20), {})
     step = jax.jit(lambda s: kernel.sample(s, (y1, 20), {}))
     seen.clear()
@@ -286,7 +309,9 @@ def test_fresh_subsample_each_step(y1):
     jax.effects_barrier()
     assert len(seen) == 3
     for idx in seen:
-        assert len(set(idx.tolist())) == 20  # without replacement
+        assert idx.shape == (20,) and idx.min() >= 0 and idx.max() < y1.shape[0]
+        if subsample == "without_replacement":
+            assert len(set(idx.tolist())) == 20
     assert len({tuple(sorted(idx.tolist())) for idx in seen}) == 3
 
 

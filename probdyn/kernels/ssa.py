@@ -1,0 +1,677 @@
+"""Stochastic simulation of reaction networks: pure JAX, no NumPyro.
+
+A network of R reactions over S species is given by its ``stoichiometry`` (R, S) (the net
+change of each species when reaction j fires) and either mass-action reactant orders
+``reactants`` (R, S) or a user ``propensity_fn(x, rates) -> (R,)``; rate constants
+``rates`` (R,) are the (traced, differentiable) parameters. Network structure is static:
+``stoichiometry`` and ``reactants`` must be concrete integer arrays, ``propensity_fn`` a
+hashable callable, ``max_jumps`` a Python int. All functions act on one path; batch them
+with :func:`jax.vmap`. Counts are ``int32``; times and propensities take the floating
+dtype of ``rates`` (float32 unless x64 is enabled; with float32, a time horizon of more
+than ~1e6 mean waiting times loses resolution, so enable x64 for such runs).
+
+Exact simulation
+----------------
+:func:`gillespie` and :func:`gillespie_at` implement the direct method of Gillespie
+(1977): with propensities :math:`h_j(x)` and total :math:`h_0(x) = \\sum_j h_j(x)`, the
+waiting time to the next event is :math:`\\mathrm{Exp}(h_0)` and reaction j fires with
+probability :math:`h_j / h_0`. Each event costs one propensity evaluation, one
+exponential draw and one uniform draw; the reaction is chosen by comparing the uniform
+(times :math:`h_0`) with the cumulative sum of propensities, which (measured) beats a
+Gumbel-max :func:`jax.random.categorical` on log-propensities. Event i uses randomness
+``fold_in(rng_key, i)``, so :func:`gillespie` and :func:`gillespie_at` draw the same path
+for the same key. The loop is a :func:`jax.lax.while_loop` that stops at ``t_end``, when
+the network is absorbed (:math:`h_0 = 0`) or after ``max_jumps`` events; in the last case
+the ``overflow`` flag says that the path is truncated. The flag is exact: the next event
+is always drawn before the loop stops, so ``overflow`` is False whenever the path is
+complete, even with exactly ``max_jumps`` events.
+
+Under :func:`jax.vmap`, a while loop runs until *every* path in the batch has finished;
+finished paths idle (their updates are masked), so a batch costs about as many
+iterations as its busiest path. This is inherent to batched while loops: keep batches
+homogeneous (same parameters and horizon) for throughput, and size ``max_jumps`` for
+the busiest path you accept. JAX's generic batching of a while loop would also mask the
+whole carry, path buffers included, at every event (O(B ``max_jumps``) work per event);
+:func:`gillespie` therefore carries its own batching rule
+(:func:`jax.custom_batching.custom_vmap`) that runs one loop over the batch and lets
+finished paths write to a scratch slot, O(B) per event, with draws identical to the
+single-path loop. (Nested ``vmap`` falls back to the generic rule: flatten the batch
+instead.) :func:`gillespie_at` carries only O(S) state and needs no such rule. As with any
+while loop, forward-mode derivatives (``jvp``) pass through the simulators and
+reverse-mode ones do not; differentiate :func:`path_log_likelihood` instead.
+
+Approximate simulation
+----------------------
+:func:`tau_leap` is fixed-step Poisson tau-leaping (Gillespie 2001): over a step
+:math:`\\tau` each reaction fires :math:`\\mathrm{Poisson}(h_j(x)\\tau)` times. Counts
+that would go negative are clipped to zero, the simplest fix (it biases the mean upwards
+where it triggers, and it can break conservation laws). The weak error is
+:math:`O(\\tau)`; for networks with linear propensities the mean follows exactly the
+explicit Euler scheme of the mean ODE (as long as clipping does not trigger).
+
+References
+----------
+D. T. Gillespie, "Exact stochastic simulation of coupled chemical reactions",
+J. Phys. Chem. 81(25), 2340-2361, 1977.
+
+D. T. Gillespie, "Approximate accelerated stochastic simulation of chemically reacting
+systems", J. Chem. Phys. 115(4), 1716-1733, 2001.
+
+D. J. Wilkinson, *Stochastic Modelling for Systems Biology*, 3rd ed., CRC Press, 2018
+(mass-action convention and the path likelihood, ch. 6 and 10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+Array = jax.Array
+PropensityFn = Callable[[Array, Array], Array]
+
+__all__ = [
+    "Path",
+    "mass_action_propensities",
+    "gillespie",
+    "gillespie_at",
+    "tau_leap",
+    "path_log_likelihood",
+]
+
+
+class Path(NamedTuple):
+    """A reaction path in fixed-size buffers (output of :func:`gillespie`).
+
+    Entry 0 is the initial condition; entries ``1..num_jumps`` are the events. Padding:
+    times past ``num_jumps`` equal ``t_end``, states repeat the final state, and padded
+    reaction indices are -1. The state at time t is ``states[k]`` with k the last index
+    such that ``times[k] <= t`` (paths are right-continuous).
+
+    Attributes
+    ----------
+    times : Array, shape (max_jumps + 1,)
+        ``times[0] = t0``, then event times, increasing.
+    states : Array of int32, shape (max_jumps + 1, S)
+        State just after each event (``states[0] = x0``).
+    reaction : Array of int32, shape (max_jumps,)
+        Index of the reaction that fired at event ``i + 1``.
+    num_jumps : Array of int32, shape ()
+        Number of events in ``[t0, t_end]``.
+    overflow : Array of bool, shape ()
+        True when ``max_jumps`` events were used up before ``t_end``: the path is
+        truncated and must not be used as a sample.
+    """
+
+    times: Array
+    states: Array
+    reaction: Array
+    num_jumps: Array
+    overflow: Array
+
+
+# --------------------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------------------
+
+
+def _concrete(value):
+    """``np.asarray(value)``, or None when the value is traced (checks then move to jit)."""
+    try:
+        return np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _int_matrix(name, value, num_reactions=None):
+    arr = _concrete(value)
+    if arr is None:
+        raise TypeError(f"{name} is network structure and must be concrete; got a traced value")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (num_reactions, S); got shape {arr.shape}")
+    if num_reactions is not None and arr.shape[0] != num_reactions:
+        raise ValueError(
+            f"{name} must have {num_reactions} rows (one per reaction); got shape {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)):
+        raise ValueError(f"{name} must hold integers; got {arr.tolist()}")
+    return arr.astype(np.int64)
+
+
+def _network(stoichiometry, rates, reactants, propensity_fn):
+    """Validate the network; return (stoich tuple, reactants tuple or None, fn, rates)."""
+    V = _int_matrix("stoichiometry", stoichiometry)
+    R, S = V.shape
+    if R < 1 or S < 1:
+        raise ValueError(f"stoichiometry must have at least one reaction and species; {V.shape}")
+    rates = jnp.asarray(rates)
+    rates = rates.astype(jnp.result_type(rates.dtype, jnp.float32))
+    if rates.shape != (R,):
+        raise ValueError(f"rates must have shape ({R},) to match stoichiometry; got {rates.shape}")
+    c = _concrete(rates)
+    if c is not None and not np.all(c >= 0):
+        raise ValueError(f"rates must be non-negative and finite; got {c.tolist()}")
+    if (reactants is None) == (propensity_fn is None):
+        raise ValueError("give exactly one of reactants (mass action) and propensity_fn")
+    rt = None
+    if reactants is not None:
+        r = _int_matrix("reactants", reactants, R)
+        if r.shape != (R, S):
+            raise ValueError(f"reactants must have shape ({R}, {S}); got {r.shape}")
+        if np.any(r < 0):
+            raise ValueError(f"reactants must be non-negative orders; got {r.tolist()}")
+        rt = tuple(map(tuple, r.tolist()))
+    elif not callable(propensity_fn):
+        raise TypeError(f"propensity_fn must be callable; got {type(propensity_fn).__name__}")
+    return tuple(map(tuple, V.tolist())), rt, propensity_fn, rates
+
+
+def _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0):
+    """:func:`_network` plus the initial condition: ``(V, rt, fn, rates, x0, t0)``."""
+    V, rt, fn, rates = _network(stoichiometry, rates, reactants, propensity_fn)
+    x, S = jnp.asarray(x0), len(V[0])
+    if x.shape != (S,):
+        raise ValueError(f"x0 must have shape ({S},) to match stoichiometry; got {x.shape}")
+    c = _concrete(x)
+    if c is not None and (np.any(c < 0) or np.any(c != np.round(c))):
+        raise ValueError(f"x0 must hold non-negative integer counts; got {c.tolist()}")
+    return V, rt, fn, rates, x.astype(jnp.int32), _time("t0", t0, rates.dtype, ndim=0)
+
+
+def _time(name, value, dtype, *, ndim, t0=None):
+    """Checked times cast to ``dtype``: finite, increasing when ndim == 1, ``>= t0``."""
+    t = jnp.asarray(value)
+    if t.ndim != ndim:
+        shape = "()" if ndim == 0 else "(num_timesteps,)"
+        raise ValueError(f"{name} must have shape {shape}; got {t.shape}")
+    c, c0 = _concrete(t), None if t0 is None else _concrete(t0)
+    if c is not None:
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{name} must be finite; got {c.tolist()}")
+        if ndim == 1 and (c.size == 0 or np.any(np.diff(c) <= 0)):
+            raise ValueError(f"{name} must be non-empty and strictly increasing; got {c.tolist()}")
+        if c0 is not None and np.min(c) < c0:
+            raise ValueError(f"{name} must not precede t0={float(c0)}; got {c.tolist()}")
+    return t.astype(dtype)
+
+
+def _max_jumps(max_jumps):
+    if isinstance(max_jumps, bool) or not isinstance(max_jumps, int | np.integer):
+        raise TypeError(f"max_jumps must be a Python int; got {type(max_jumps).__name__}")
+    if max_jumps < 1:
+        raise ValueError(f"max_jumps must be at least 1; got {max_jumps}")
+    return int(max_jumps)
+
+
+# --------------------------------------------------------------------------------------
+# propensities and the event draw
+# --------------------------------------------------------------------------------------
+
+
+def _mass_action_fn(reactants: tuple) -> PropensityFn:
+    """Closure ``(x float (S,), rates (R,)) -> (R,)`` for static reactant orders."""
+    r = np.asarray(reactants, dtype=np.int64)
+    order = int(r.max(initial=0))
+    if order == 0:
+        return lambda x, rates: rates
+    if order == 1:
+        mask = r > 0
+        return lambda x, rates: rates * jnp.prod(jnp.where(mask, x, 1), axis=-1)
+    k = np.arange(order)[:, None, None]
+    mask = k < r[None]  # (order, R, S): factor (x_s - k) present iff k < r_js
+    kf = k.astype(np.float32)
+
+    def fn(x, rates):
+        terms = jnp.where(mask, x - kf.astype(x.dtype), 1)
+        return rates * jnp.prod(terms, axis=(0, 2))
+
+    return fn
+
+
+def _propensity(reactants, propensity_fn) -> PropensityFn:
+    return _mass_action_fn(reactants) if propensity_fn is None else propensity_fn
+
+
+def mass_action_propensities(x: ArrayLike, rates: ArrayLike, reactants: ArrayLike) -> Array:
+    """Stochastic mass-action propensities.
+
+    .. math::
+
+        h_j(x) = c_j \\prod_s x_s (x_s - 1) \\cdots (x_s - r_{js} + 1)
+               = c_j \\prod_s \\frac{x_s!}{(x_s - r_{js})!},
+
+    the number of ordered ways to pick the reactant molecules times the rate constant
+    :math:`c_j` (Gillespie 1977; e.g. :math:`2X \\to \\ldots` has :math:`h = c\\,x(x-1)`,
+    with no 1/2). Orders larger than the count give zero.
+
+    Parameters
+    ----------
+    x : ArrayLike, shape (S,)
+        Non-negative counts.
+    rates : ArrayLike, shape (R,)
+        Stochastic rate constants :math:`c_j`.
+    reactants : ArrayLike of int, shape (R, S)
+        Concrete reactant orders :math:`r_{js} \\ge 0`.
+
+    Returns
+    -------
+    Array, shape (R,)
+    """
+    r = _int_matrix("reactants", reactants)
+    if np.any(r < 0):
+        raise ValueError(f"reactants must be non-negative orders; got {r.tolist()}")
+    rates = jnp.asarray(rates)
+    rates = rates.astype(jnp.result_type(rates.dtype, jnp.float32))
+    x = jnp.asarray(x)
+    if rates.shape != (r.shape[0],) or x.shape != (r.shape[1],):
+        raise ValueError(
+            f"rates must have shape ({r.shape[0]},) and x shape ({r.shape[1]},) to match "
+            f"reactants {r.shape}; got {rates.shape} and {x.shape}"
+        )
+    return _mass_action_fn(tuple(map(tuple, r.tolist())))(x.astype(rates.dtype), rates)
+
+
+def _draw_event(rng_key, rates, *, prop, V, i, x):
+    """Waiting time and reaction index of event i from state x (one propensity call)."""
+    h = prop(x.astype(rates.dtype), rates)
+    cum = jnp.cumsum(h)
+    a0 = cum[-1]
+    u = jax.random.uniform(jax.random.fold_in(rng_key, i), (2,), rates.dtype)
+    dt = jnp.where(a0 > 0, -jnp.log1p(-u[0]) / a0, jnp.inf)
+    # u[1] < 1 so u[1] * a0 < a0 = cum[-1]: j < R, and h_j > 0 (cum strictly increases at j)
+    j = jnp.minimum(jnp.sum(cum <= u[1] * a0, dtype=jnp.int32), V.shape[0] - 1)
+    return dt, j
+
+
+# --------------------------------------------------------------------------------------
+# exact simulation
+# --------------------------------------------------------------------------------------
+
+
+def _gillespie_single(rng_key, x0, t0, t_end, rates, *, V, prop, M):
+    """Direct method for one path: same draws and arithmetic as :func:`_gillespie_batch`."""
+    draw = partial(_draw_event, rng_key, rates, prop=prop, V=V)
+    dt0, j0 = draw(i=0, x=x0)
+    times = jnp.zeros((M + 1,), rates.dtype).at[0].set(t0)
+    states = jnp.zeros((M + 1, x0.shape[0]), jnp.int32).at[0].set(x0)
+    reaction = jnp.full((M,), -1, jnp.int32)
+
+    def active(i, t_next):
+        return (t_next <= t_end) & (t_next < jnp.inf) & (i < M)
+
+    def body(c):
+        i, t_next, j, x, times, states, reaction = c
+        x = x + jnp.asarray(V)[j]
+        reaction = lax.dynamic_update_index_in_dim(reaction, j, i, 0)
+        i = i + 1
+        times = lax.dynamic_update_index_in_dim(times, t_next, i, 0)
+        states = lax.dynamic_update_index_in_dim(states, x, i, 0)
+        dt, j = draw(i=i, x=x)
+        return i, t_next + dt, j, x, times, states, reaction
+
+    init = (jnp.int32(0), t0 + dt0, j0, x0, times, states, reaction)
+    n, t_next, _, x, times, states, reaction = lax.while_loop(
+        lambda c: active(c[0], c[1]), body, init
+    )
+    pad = jnp.arange(M + 1) > n
+    times = jnp.where(pad, t_end, times)
+    states = jnp.where(pad[:, None], x, states)
+    return Path(times, states, reaction, n, (n == M) & active(n - 1, t_next))
+
+
+def _gillespie_batch(keys, x0, t0, t_end, rates, *, V, prop, M):
+    """Direct method for a batch of B paths (every argument has a leading B axis).
+
+    The loop runs while any path is active; a finished path writes to a scratch slot
+    (index M + 1), so no step ever masks the (B, M) buffers: O(B) work per iteration.
+    A plain ``vmap`` of a single-path loop would select over the whole carry, buffers
+    included, at every iteration (O(B M)).
+    """
+    B, S = x0.shape
+    draw = jax.vmap(partial(_draw_event, prop=prop, V=V))
+    rows = jnp.arange(B)
+    dt0, j0 = draw(keys, rates, i=jnp.zeros((B,), jnp.int32), x=x0)
+    times = jnp.zeros((B, M + 2), rates.dtype).at[:, 0].set(t0)
+    states = jnp.zeros((B, M + 2, S), jnp.int32).at[:, 0].set(x0)
+    reaction = jnp.full((B, M + 2), -1, jnp.int32)
+
+    def active(i, t_next):
+        return (t_next <= t_end) & (t_next < jnp.inf) & (i < M)
+
+    def cond(c):
+        return jnp.any(active(c[0], c[1]))
+
+    def body(c):
+        i, t_next, j, x, times, states, reaction = c
+        fire = active(i, t_next)
+        x = jnp.where(fire[:, None], x + jnp.asarray(V)[j], x)
+        reaction = reaction.at[rows, jnp.where(fire, i, M + 1)].set(j)
+        i = i + fire
+        slot = jnp.where(fire, i, M + 1)
+        times = times.at[rows, slot].set(t_next)
+        states = states.at[rows, slot].set(x)
+        dt, j_new = draw(keys, rates, i=i, x=x)
+        t_next, j = jnp.where(fire, t_next + dt, t_next), jnp.where(fire, j_new, j)
+        return i, t_next, j, x, times, states, reaction
+
+    init = (jnp.zeros((B,), jnp.int32), t0 + dt0, j0, x0, times, states, reaction)
+    n, t_next, _, x, times, states, reaction = lax.while_loop(cond, body, init)
+    pad = jnp.arange(M + 1) > n[:, None]
+    times = jnp.where(pad, t_end[:, None], times[:, : M + 1])
+    states = jnp.where(pad[..., None], x[:, None], states[:, : M + 1])
+    overflow = (n == M) & active(n - 1, t_next)
+    return Path(times, states, reaction[:, :M], n, overflow)
+
+
+@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn", "max_jumps"))
+def _gillespie(rng_key, x0, t0, t_end, rates, *, stoich, reactants, propensity_fn, max_jumps):
+    V = np.asarray(stoich, np.int32)  # numpy: custom_vmap must not close over tracers
+    prop = _propensity(reactants, propensity_fn)
+    run = partial(_gillespie_batch, V=V, prop=prop, M=max_jumps)
+
+    @jax.custom_batching.custom_vmap
+    def single(*args):
+        return _gillespie_single(*args, V=V, prop=prop, M=max_jumps)
+
+    @single.def_vmap
+    def batched(axis_size, in_batched, *args):
+        args = [
+            a if b else jnp.broadcast_to(a, (axis_size, *a.shape))
+            for a, b in zip(args, in_batched, strict=True)
+        ]
+        return run(*args), Path(*(True,) * 5)
+
+    return single(rng_key, x0, t0, t_end, rates)
+
+
+def gillespie(
+    rng_key: Array,
+    x0: ArrayLike,
+    t_end: ArrayLike,
+    stoichiometry: ArrayLike,
+    rates: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn: PropensityFn | None = None,
+    max_jumps: int,
+    t0: ArrayLike = 0.0,
+) -> Path:
+    """Exact path of a reaction network on ``[t0, t_end]`` by the direct method.
+
+    Repeats, from :math:`(t, x)`: draw :math:`\\Delta t \\sim \\mathrm{Exp}(h_0(x))`; if
+    :math:`t + \\Delta t > t_\\mathrm{end}` stop; otherwise fire reaction j with
+    probability :math:`h_j(x) / h_0(x)`, :math:`x \\leftarrow x + \\nu_j` (Gillespie 1977).
+
+    Parameters
+    ----------
+    rng_key : Array
+        PRNG key.
+    x0 : ArrayLike of int, shape (S,)
+        Initial counts (non-negative).
+    t_end : ArrayLike, shape ()
+        End of the simulation window (finite).
+    stoichiometry : ArrayLike of int, shape (R, S)
+        Concrete net change :math:`\\nu_j` of each species per reaction.
+    rates : ArrayLike, shape (R,)
+        Rate constants (non-negative); passed to the propensity function.
+    reactants : ArrayLike of int, shape (R, S), optional
+        Concrete mass-action reactant orders (see :func:`mass_action_propensities`).
+    propensity_fn : callable, optional
+        ``propensity_fn(x, rates) -> (R,)``, with ``x`` the counts cast to the dtype of
+        ``rates``; must be non-negative and finite. Give exactly one of ``reactants``
+        and ``propensity_fn``.
+    max_jumps : int
+        Size of the path buffers (static).
+    t0 : ArrayLike, shape (), default 0
+        Start time.
+
+    Returns
+    -------
+    Path
+        Padded path with ``num_jumps`` and the ``overflow`` flag; see :class:`Path`.
+    """
+    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
+    t_end = _time("t_end", t_end, rates.dtype, ndim=0, t0=t0)
+    return _gillespie(
+        rng_key, x0, t0, t_end, rates,
+        stoich=V, reactants=rt, propensity_fn=fn, max_jumps=_max_jumps(max_jumps),
+    )  # fmt: skip
+
+
+@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn", "max_jumps"))
+def _gillespie_at(rng_key, x0, t0, times, rates, *, stoich, reactants, propensity_fn, max_jumps):
+    V = jnp.asarray(stoich, jnp.int32)
+    prop = _propensity(reactants, propensity_fn)
+    draw = partial(_draw_event, rng_key, rates, prop=prop, V=V)
+    M = max_jumps
+    dt0, j0 = draw(i=0, x=x0)
+
+    def advance(carry, t_obs):
+        def cond(c):
+            return (c[1] <= t_obs) & (c[0] < M)  # times are finite: absorbed paths stop
+
+        def body(c):
+            i, t_next, j, x = c
+            x = x + V[j]
+            i = i + 1
+            dt, j = draw(i=i, x=x)
+            return i, t_next + dt, j, x
+
+        carry = lax.while_loop(cond, body, carry)
+        return carry, carry[3]
+
+    (n, t_next, _, _), states = lax.scan(advance, (jnp.int32(0), t0 + dt0, j0, x0), times)
+    return states, (n == M) & (t_next <= times[-1])
+
+
+def gillespie_at(
+    rng_key: Array,
+    x0: ArrayLike,
+    times: ArrayLike,
+    stoichiometry: ArrayLike,
+    rates: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn: PropensityFn | None = None,
+    max_jumps: int,
+    t0: ArrayLike = 0.0,
+) -> tuple[Array, Array]:
+    """Exact states at observation times, without storing the path.
+
+    Runs the same direct method as :func:`gillespie` (same key, same path) inside a scan
+    over ``times``; each step advances events while the next event time is
+    :math:`\\le` the observation time (the pending event is carried over, so nothing is
+    redrawn at observation times). Memory is O(S), whatever the number of events.
+
+    Parameters
+    ----------
+    rng_key : Array
+        PRNG key.
+    x0 : ArrayLike of int, shape (S,)
+        Counts at ``t0``.
+    times : ArrayLike, shape (T,)
+        Strictly increasing, finite observation times, all ``>= t0``.
+    stoichiometry, rates, reactants, propensity_fn
+        As for :func:`gillespie`.
+    max_jumps : int
+        Cap on the total number of events (static); guards against runaway loops.
+    t0 : ArrayLike, shape (), default 0
+        Start time.
+
+    Returns
+    -------
+    states : Array of int32, shape (T, S)
+        :math:`x(t_k)` (right-continuous). After an overflow, the remaining rows hold the
+        state at which the cap was hit.
+    overflow : Array of bool, shape ()
+        True when ``max_jumps`` events were used up before ``times[-1]``.
+    """
+    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
+    times = _time("times", times, rates.dtype, ndim=1, t0=t0)
+    return _gillespie_at(
+        rng_key, x0, t0, times, rates,
+        stoich=V, reactants=rt, propensity_fn=fn, max_jumps=_max_jumps(max_jumps),
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# tau-leaping
+# --------------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn"))
+def _tau_leap(rng_key, x0, t0, times, rates, tau, *, stoich, reactants, propensity_fn):
+    V = jnp.asarray(stoich, jnp.int32)
+    prop = _propensity(reactants, propensity_fn)
+    starts = jnp.concatenate([t0[None], times[:-1]])
+
+    def interval(carry, xs):
+        x, step = carry
+        t_a, t_b = xs
+        n = jnp.maximum(jnp.ceil((t_b - t_a) / tau), 1).astype(jnp.int32)
+
+        def leap(k, x):
+            # grid points computed by multiplication: no accumulated round-off
+            s = t_a + k * tau
+            e = jnp.where(k + 1 >= n, t_b, jnp.minimum(t_a + (k + 1) * tau, t_b))
+            lam = prop(x.astype(rates.dtype), rates) * (e - s)
+            counts = jax.random.poisson(jax.random.fold_in(rng_key, step + k), lam)
+            return jnp.maximum(x + counts.astype(jnp.int32) @ V, 0)
+
+        x = lax.fori_loop(0, n, leap, x)
+        return (x, step + n), x
+
+    _, states = lax.scan(interval, (x0, jnp.int32(0)), (starts, times))
+    return states
+
+
+def tau_leap(
+    rng_key: Array,
+    x0: ArrayLike,
+    times: ArrayLike,
+    stoichiometry: ArrayLike,
+    rates: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn: PropensityFn | None = None,
+    tau: ArrayLike,
+    t0: ArrayLike = 0.0,
+) -> Array:
+    """Fixed-step Poisson tau-leaping (Gillespie 2001), read at observation times.
+
+    Each interval :math:`[t_{k-1}, t_k]` (with :math:`t_{-1} = t_0`) is cut into
+    :math:`\\lceil (t_k - t_{k-1}) / \\tau \\rceil` steps of length :math:`\\tau` (the
+    last one shorter, so that every observation time is hit exactly); over a step of
+    length :math:`\\delta`,
+
+    .. math::
+
+        x \\leftarrow \\max\\Big(0,\\; x + \\sum_j K_j \\nu_j\\Big), \\qquad
+        K_j \\sim \\mathrm{Poisson}(h_j(x)\\,\\delta).
+
+    Clipping at zero is the simplest non-negativity fix; it is biased where it triggers
+    (choose :math:`\\tau` so that :math:`h_j \\tau` is small next to the reactant
+    counts). The weak error is :math:`O(\\tau)`.
+
+    Parameters
+    ----------
+    rng_key : Array
+        PRNG key.
+    x0 : ArrayLike of int, shape (S,)
+        Counts at ``t0``.
+    times : ArrayLike, shape (T,)
+        Strictly increasing, finite observation times, all ``>= t0``.
+    stoichiometry, rates, reactants, propensity_fn
+        As for :func:`gillespie`.
+    tau : ArrayLike, shape ()
+        Step size (positive).
+    t0 : ArrayLike, shape (), default 0
+        Start time.
+
+    Returns
+    -------
+    Array of int32, shape (T, S)
+        Approximate :math:`x(t_k)`.
+    """
+    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
+    times = _time("times", times, rates.dtype, ndim=1, t0=t0)
+    tau = _time("tau", tau, rates.dtype, ndim=0)
+    c = _concrete(tau)
+    if c is not None and not c > 0:
+        raise ValueError(f"tau must be positive; got {float(c)}")
+    return _tau_leap(rng_key, x0, t0, times, rates, tau, stoich=V, reactants=rt, propensity_fn=fn)
+
+
+# --------------------------------------------------------------------------------------
+# path likelihood
+# --------------------------------------------------------------------------------------
+
+
+def _safe_log(h):
+    pos = h > 0
+    return jnp.where(pos, jnp.log(jnp.where(pos, h, 1.0)), -jnp.inf)
+
+
+def path_log_likelihood(
+    path: Path,
+    stoichiometry: ArrayLike,
+    rates: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn: PropensityFn | None = None,
+    t_end: ArrayLike,
+) -> Array:
+    """Exact log-density of a fully observed path on ``[path.times[0], t_end]``.
+
+    .. math::
+
+        \\log p(x_{[t_0, t_\\mathrm{end}]}) = \\sum_{i=1}^{n} \\log h_{j_i}(x_{i-1})
+            - \\int_{t_0}^{t_\\mathrm{end}} h_0(x(t))\\,\\mathrm{d}t,
+        \\qquad \\int = \\sum_{i=0}^{n} h_0(x_i)\\,(t_{i+1} - t_i),\\ t_{n+1} = t_\\mathrm{end},
+
+    with :math:`j_i` the i-th fired reaction (Wilkinson 2018, ch. 10). Differentiable in
+    ``rates``; a fired reaction of zero propensity gives :math:`-\\infty` (never NaN).
+    An overflowed path (``path.overflow``) is not a complete observation: the result is
+    NaN, so that a model using it fails loudly.
+
+    Parameters
+    ----------
+    path : Path
+        A single path (``times`` (M+1,), ``states`` (M+1, S), ``reaction`` (M,)); entries
+        past ``num_jumps`` are ignored.
+    stoichiometry, rates, reactants, propensity_fn
+        As for :func:`gillespie` (the stoichiometry fixes R and S).
+    t_end : ArrayLike, shape ()
+        End of the observation window, ``>=`` the last event time.
+
+    Returns
+    -------
+    Array, shape ()
+    """
+    V, rt, fn, rates = _network(stoichiometry, rates, reactants, propensity_fn)
+    times, states, reaction = (jnp.asarray(a) for a in path[:3])
+    M = reaction.shape[0] if reaction.ndim == 1 else -1
+    if times.shape != (M + 1,) or states.shape != (M + 1, len(V[0])):
+        raise ValueError(
+            "path must hold times (M+1,), states (M+1, S) and reaction (M,) for one path with "
+            f"S={len(V[0])}; got {times.shape}, {states.shape}, {reaction.shape}"
+        )
+    t_end = _time("t_end", t_end, rates.dtype, ndim=0)
+    prop = _propensity(rt, fn)
+    h = jax.vmap(lambda x: prop(x.astype(rates.dtype), rates))(states)  # (M+1, R)
+    idx = jnp.arange(M + 1)
+    n = path.num_jumps
+    live = idx <= n
+    t = times.astype(rates.dtype)
+    t_next = jnp.where(idx < n, jnp.concatenate([t[1:], t_end[None]]), t_end)
+    integral = jnp.sum(jnp.where(live, jnp.sum(h, axis=1) * (t_next - t), 0.0))
+    fired = jnp.take_along_axis(h[:-1], jnp.clip(reaction, 0, len(V) - 1)[:, None], axis=1)[:, 0]
+    log_h = jnp.where(idx[:-1] < n, _safe_log(fired), 0.0)
+    ll = jnp.sum(log_h) - integral
+    return jnp.where(path.overflow, jnp.nan, ll)
