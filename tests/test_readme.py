@@ -22,3 +22,16 @@ def test_readme_examples_run(capsys):
     # the README promises rates close to (1, 6)
     assert abs(float(rates[0]) - 1.0) < 0.6 and abs(float(rates[1]) - 6.0) < 1.5
     assert float((namespace["path"] == namespace["states"]).mean()) > 0.8
+    idata = namespace["idata"]
+    assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+    assert idata.posterior["rates"].dims == ("chain", "draw", "state")
+    assert idata.observed_data["y"].dims == ("time",)
+    assert idata_loss_decreased(namespace["idata_svi"])
+    w = namespace["idata_sg"].posterior["w"].mean(("chain", "draw")).values
+    # 2,000 labels: posterior sd of each weight is about 0.1
+    assert abs(w[0] - 1.0) < 0.5 and abs(w[1] + 2.0) < 0.6 and abs(w[2] - 0.5) < 0.5
+
+
+def idata_loss_decreased(idata):
+    loss = idata.sample_stats["loss"].values
+    return loss[-100:].mean() < loss[:100].mean()
