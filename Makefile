@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
-DEMO_ARGS ?= --quick --overwrite
+DEMO_ARGS ?= --overwrite
 
 .PHONY: demo test test-all bench lint format clean venv
 
