@@ -43,17 +43,6 @@ TOL = {
 }
 
 
-@pytest.fixture
-def x64():
-    """Enable float64 for one test and restore the previous setting afterwards."""
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", prev)
-
-
 def make_generator(seed, K, kind, lo=-3.0, hi=3.0):
     """Random generator with rates log-uniform in [10^lo, 10^hi] (numpy float64).
 

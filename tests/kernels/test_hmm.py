@@ -40,17 +40,6 @@ N_SE = 5.0
 
 
 @pytest.fixture
-def x64():
-    """Enable float64 for one test and restore the previous setting afterwards."""
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", prev)
-
-
-@pytest.fixture
 def dynamax_hmm():
     """dynamax.hidden_markov_model, imported without leaking its import-time side effect
     (it sets jax_default_matmul_precision globally, which would also change the jit cache

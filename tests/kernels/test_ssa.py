@@ -44,17 +44,6 @@ LV_RATES = jnp.array([1.0, 0.005, 0.6])
 LV_X0 = jnp.array([50, 100])
 
 
-@pytest.fixture
-def x64():
-    """Enable float64 for one test and restore the previous setting afterwards."""
-    prev = jax.config.read("jax_enable_x64")
-    jax.config.update("jax_enable_x64", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_x64", prev)
-
-
 def keys(seed, n):
     return jax.random.split(jax.random.key(seed), n)
 
