@@ -85,6 +85,7 @@ from jax import lax
 from jax.scipy.special import gammaln, xlogy
 from jax.typing import ArrayLike
 
+from probdyn.kernels._checks import concrete as _concrete
 from probdyn.kernels.expm import _solve, expm_eigh, expm_pade, expm_uniformization
 
 Array = jax.Array
@@ -127,14 +128,6 @@ class BridgePath(NamedTuple):
 # --------------------------------------------------------------------------------------
 # input handling
 # --------------------------------------------------------------------------------------
-
-
-def _concrete(x):
-    """``x`` as a numpy array, or None under tracing (value checks are then skipped)."""
-    try:
-        return np.asarray(x)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
 
 
 def _float(x):

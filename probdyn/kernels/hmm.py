@@ -156,7 +156,7 @@ def _scaled_emissions(ll):
     return jnp.exp(ll - m[:, None]), m
 
 
-def _trans_xs(A, keep, T):
+def _trans_xs(A):
     """Per-step transition inputs for scans: None for homogeneous A."""
     return A if A.ndim == 3 else None
 
@@ -180,8 +180,7 @@ def _forward_seq(pi, A, ll, keep, robust):
     The loop stores only the filtered vector and its log normaliser; the predictions are
     one batched product after the loop.
     """
-    T = ll.shape[0]
-    A_xs = _trans_xs(A, keep, T)
+    A_xs = _trans_xs(A)
 
     if robust:
 
@@ -248,7 +247,7 @@ def _loglik_seq(pi, A, ll, keep):
         c = jnp.sum(a)
         return a / c, c
 
-    _, cs = lax.scan(step, a0 / c0, (_trans_xs(A, keep, ll.shape[0]), B[1:], keep))
+    _, cs = lax.scan(step, a0 / c0, (_trans_xs(A), B[1:], keep))
     return jnp.log(c0) + jnp.sum(jnp.log(cs)) + jnp.sum(mB)
 
 
@@ -287,7 +286,7 @@ def _backward_seq(A, ll, keep, robust):
         beta_new = u / jnp.max(u)
         return beta_new, beta_new
 
-    _, betas = lax.scan(step, ones, (_trans_xs(A, keep, T), em, keep), reverse=True)
+    _, betas = lax.scan(step, ones, (_trans_xs(A), em, keep), reverse=True)
     betas = jnp.concatenate([betas, ones[None]])
     vs = weight(betas[1:], em)
     u = vs @ A.T if A.ndim == 2 else jnp.einsum("tij,tj->ti", A, vs)

@@ -73,6 +73,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from probdyn.kernels._checks import concrete as _concrete
+
 Array = jax.Array
 PropensityFn = Callable[[Array, Array], Array]
 
@@ -119,14 +121,6 @@ class Path(NamedTuple):
 # --------------------------------------------------------------------------------------
 # input handling
 # --------------------------------------------------------------------------------------
-
-
-def _concrete(value):
-    """``np.asarray(value)``, or None when the value is traced (checks then move to jit)."""
-    try:
-        return np.asarray(value)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
 
 
 def _int_matrix(name, value, num_reactions=None):

@@ -228,6 +228,15 @@ def _check_idata(idata) -> None:
         )
 
 
+def _plot_vars(idata, var_names):
+    """Checked ``var_names``, defaulting to :func:`select_plot_vars`."""
+    _check_idata(idata)
+    var_names = list(var_names) if var_names is not None else select_plot_vars(idata)
+    if not var_names:
+        raise ValueError("var_names is empty: idata has no posterior variable small enough")
+    return var_names
+
+
 def plot_trace(idata, path: str | Path | None = None, var_names: list[str] | None = None):
     """Trace and marginal density of each posterior variable (``arviz.plot_trace``).
 
@@ -247,10 +256,7 @@ def plot_trace(idata, path: str | Path | None = None, var_names: list[str] | Non
     """
     import arviz as az
 
-    _check_idata(idata)
-    var_names = list(var_names) if var_names is not None else select_plot_vars(idata)
-    if not var_names:
-        raise ValueError("var_names is empty: idata has no posterior variable small enough")
+    var_names = _plot_vars(idata, var_names)
     fig = Figure(figsize=(9, 2.0 * len(var_names)))
     axes = fig.subplots(len(var_names), 2, squeeze=False)
     with warnings.catch_warnings():
@@ -279,10 +285,7 @@ def plot_rank(idata, path: str | Path | None = None, var_names: list[str] | None
     """
     import arviz as az
 
-    _check_idata(idata)
-    var_names = list(var_names) if var_names is not None else select_plot_vars(idata)
-    if not var_names:
-        raise ValueError("var_names is empty: idata has no posterior variable small enough")
+    var_names = _plot_vars(idata, var_names)
     n = _num_elements(idata, var_names)
     ncols = min(3, n)
     nrows = int(np.ceil(n / ncols))
