@@ -1,5 +1,6 @@
 """Reporting: InferenceData conversion, diagnostics, calibration, scores and plots."""
 
+from probdyn.report.coverage import ReplicateCoverage, replicate_coverage
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.output import prepare_output_dir
 from probdyn.report.plots import (
@@ -32,6 +33,7 @@ __all__ = [
     "GENERATED_MARKER",
     "CRPSResult",
     "CoverageResult",
+    "ReplicateCoverage",
     "SBCResult",
     "Summary",
     "crps",
@@ -51,6 +53,7 @@ __all__ = [
     "rank_statistics",
     "rank_uniformity_pvalues",
     "render_report",
+    "replicate_coverage",
     "sbc",
     "select_plot_vars",
     "summary",
