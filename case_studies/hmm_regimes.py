@@ -27,7 +27,6 @@ Outputs (in ``--out``, default ``results/hmm_regimes``): ``idata.nc``, ``metrics
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -40,6 +39,13 @@ import numpyro.distributions as dist
 
 from probdyn import DiscreteHMM
 from probdyn.report.output import prepare_output_dir
+from probdyn.report.study import (
+    doc_as_markdown,
+    interval_rows,
+    interval_table_markdown,
+    max_over,
+    study_parser,
+)
 
 NAME = "hmm_regimes"
 TRUE_RATES = np.array([2.0, 8.0, 20.0])
@@ -82,14 +88,7 @@ def simulate(seed: int, num_timesteps: int):
 
 
 def _parse(argv):
-    p = argparse.ArgumentParser(prog=f"probdyn run {NAME}", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller data and fewer draws (< 1 min)")
-    p.add_argument("--seed", type=int, default=0, help="seed for data and inference")
-    p.add_argument("--out", default=f"results/{NAME}", help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
-    p.add_argument("--num-chains", type=int, default=None)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return p.parse_args(argv)
+    return study_parser(NAME, __doc__, "smaller data and fewer draws (< 1 min)").parse_args(argv)
 
 
 def _posterior_state_probs(samples, y, num_draws=200):
@@ -176,48 +175,16 @@ def _figures(out: Path, y, states, viterbi, state_probs, idata, samples, replica
     plot_rank(idata, out / "rank.png", var_names=["rates"])
 
 
-def _max_over(dataset) -> float:
-    """Largest value over all variables of an xarray Dataset."""
-    return max(float(dataset[v].max()) for v in dataset.data_vars)
-
-
 def _interval_table(samples):
-    rows = []
-    for name, truth in (("rates", TRUE_RATES), ("A", TRUE_A)):
-        draws = np.asarray(samples[name]).reshape(len(samples[name]), -1)
-        lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
-        for j, tv in enumerate(truth.reshape(-1)):
-            label = f"{name}[{j}]" if name == "rates" else f"A[{j // 3},{j % 3}]"
-            rows.append(
-                {
-                    "parameter": label,
-                    "truth": float(tv),
-                    "mean": float(draws[:, j].mean()),
-                    "sd": float(draws[:, j].std()),
-                    "q05": float(lo[j]),
-                    "q95": float(hi[j]),
-                    "covered_90": bool(lo[j] <= tv <= hi[j]),
-                }
-            )
-    return rows
-
-
-def _doc_as_markdown():
-    """The module docstring's sections as markdown paragraphs with bold headings."""
-    body = __doc__.split("\n\n", 1)[1].split("\nOutputs")[0]
-    paras = []
-    for block in body.strip().split("\n\n"):
-        head, *rest = block.split("\n")
-        text = " ".join(line.strip() for line in rest)
-        paras.append(f"**{head.strip()}.** {text}")
-    return "\n\n".join(paras)
+    labels = {"A": [f"A[{i},{j}]" for i in range(3) for j in range(3)]}
+    return interval_rows(samples, {"rates": TRUE_RATES, "A": TRUE_A}, labels)
 
 
 def _report(out: Path, metrics, rows, diagnostics_md: str):
     lines = [
         "# hmm_regimes: a 3-state Poisson HMM fitted with NUTS",
         "",
-        _doc_as_markdown(),
+        doc_as_markdown(__doc__),
         "",
         "## Result",
         "",
@@ -238,14 +205,8 @@ def _report(out: Path, metrics, rows, diagnostics_md: str):
         "",
         "## Parameters against the truth",
         "",
-        "| parameter | truth | mean | sd | 5% | 95% | covered |",
-        "|---|---|---|---|---|---|---|",
+        interval_table_markdown(rows),
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['parameter']} | {r['truth']:.3f} | {r['mean']:.3f} | {r['sd']:.3f} | "
-            f"{r['q05']:.3f} | {r['q95']:.3f} | {'yes' if r['covered_90'] else 'no'} |"
-        )
     lines += [
         "",
         "## Diagnostics",
@@ -326,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         "num_chains": num_chains,
         "num_samples": num_samples,
         "seed": args.seed,
-        "rhat_max": _max_over(az.rhat(idata, var_names=["rates", "A"])),
-        "ess_bulk_min": -_max_over(-az.ess(idata, var_names=["rates", "A"], method="bulk")),
+        "rhat_max": max_over(az.rhat(idata, var_names=["rates", "A"])),
+        "ess_bulk_min": -max_over(-az.ess(idata, var_names=["rates", "A"], method="bulk")),
         "divergences": int(idata.sample_stats["diverging"].sum()),
-        "coverage_90": float(np.mean([r["covered_90"] for r in rows])),
+        "coverage_90": float(np.mean([r["covered"] for r in rows])),
         "viterbi_accuracy": float(np.mean(viterbi == states)),
         "smoothed_accuracy": float(np.mean(state_probs.argmax(-1) == states)),
         "crps_mean": float(crps(replicates, y).mean),

@@ -1,0 +1,117 @@
+"""Small helpers shared by the case studies (``probdyn run NAME``).
+
+A case study's module docstring is its description: the first line is the one-line
+summary shown by ``probdyn list``; the following paragraphs (Question, Data, Model, What
+the result should show) become the opening of ``report.md``; the paragraph starting with
+"Outputs" is left out of the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "doc_as_markdown",
+    "interval_rows",
+    "interval_table_markdown",
+    "max_over",
+    "study_parser",
+]
+
+
+def study_parser(name: str, doc: str, quick_help: str = "smaller data, fewer draws"):
+    """The argument parser every case study shares.
+
+    Options: ``--quick``, ``--seed``, ``--out`` (default ``results/NAME``), ``--overwrite``,
+    ``--num-chains``, ``--no-progress``. Add study-specific options to the returned parser.
+    """
+    p = argparse.ArgumentParser(prog=f"probdyn run {name}", description=doc.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    p.add_argument("--seed", type=int, default=0, help="seed for data and inference")
+    p.add_argument("--out", default=f"results/{name}", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--num-chains", type=int, default=None)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    return p
+
+
+def doc_as_markdown(doc: str) -> str:
+    """The docstring's sections after the summary line, as paragraphs with bold headings."""
+    body = doc.split("\n\n", 1)[1].split("\nOutputs")[0]
+    paras = []
+    for block in body.strip().split("\n\n"):
+        head, *rest = block.split("\n")
+        paras.append(f"**{head.strip()}.** " + " ".join(line.strip() for line in rest))
+    return "\n\n".join(paras)
+
+
+def max_over(dataset) -> float:
+    """Largest value over all variables of an xarray Dataset (e.g. ``az.rhat(idata)``)."""
+    return max(float(dataset[v].max()) for v in dataset.data_vars)
+
+
+def interval_rows(
+    samples: Mapping[str, np.ndarray],
+    truth: Mapping[str, object],
+    labels: Mapping[str, Sequence[str]] | None = None,
+    level: float = 0.9,
+) -> list[dict]:
+    """Posterior summaries against the truth, one row per scalar.
+
+    Parameters
+    ----------
+    samples : mapping of str to array, shape (S, ...)
+        Flattened posterior draws per quantity.
+    truth : mapping of str to array
+        True value per quantity (same trailing shape as its draws).
+    labels : mapping of str to list of str, optional
+        Row labels per quantity; default ``name[j]``.
+    level : float
+        Central interval level.
+
+    Returns
+    -------
+    list of dict
+        Keys ``parameter, truth, mean, sd, lower, upper, covered``.
+    """
+    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
+    rows = []
+    for name, tv in truth.items():
+        tv = np.atleast_1d(np.asarray(tv, dtype=float)).reshape(-1)
+        draws = np.asarray(samples[name]).reshape(len(samples[name]), -1)
+        if draws.shape[1] != tv.size:
+            raise ValueError(f"truth[{name!r}] has {tv.size} values; draws have {draws.shape[1]}")
+        lo, hi = np.quantile(draws, [lo_q, hi_q], axis=0)
+        names = list(labels[name]) if labels and name in labels else None
+        for j, t in enumerate(tv):
+            label = names[j] if names else (name if tv.size == 1 else f"{name}[{j}]")
+            rows.append(
+                {
+                    "parameter": label,
+                    "truth": float(t),
+                    "mean": float(draws[:, j].mean()),
+                    "sd": float(draws[:, j].std()),
+                    "lower": float(lo[j]),
+                    "upper": float(hi[j]),
+                    "covered": bool(lo[j] <= t <= hi[j]),
+                }
+            )
+    return rows
+
+
+def interval_table_markdown(rows: Sequence[Mapping], level: float = 0.9) -> str:
+    """Markdown table of :func:`interval_rows`."""
+    lo, hi = f"{(1 - level) / 2:.0%}", f"{(1 + level) / 2:.0%}"
+    lines = [
+        f"| quantity | truth | mean | sd | {lo} | {hi} | covered |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['parameter']} | {r['truth']:.4g} | {r['mean']:.4g} | {r['sd']:.3g} | "
+            f"{r['lower']:.4g} | {r['upper']:.4g} | {'yes' if r['covered'] else 'no'} |"
+        )
+    return "\n".join(lines)
