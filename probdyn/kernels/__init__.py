@@ -6,11 +6,21 @@
   likelihoods, endpoint-conditioned bridges (matrix exponentials in
   :mod:`probdyn.kernels.expm`).
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
+- :mod:`probdyn.kernels.cme`: the chemical master equation on a truncated box (sparse
+  generator action, uniformization, exact likelihood of noisy observations).
 
 The two ``path_log_likelihood`` functions are exported as ``ctmc_path_log_likelihood``
 and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``.
 """
 
+from probdyn.kernels.cme import (
+    boundary_mass,
+    box_states,
+    cme_apply,
+    cme_log_likelihood,
+    cme_transient,
+    uniformization_terms,
+)
 from probdyn.kernels.ctmc import (
     BridgePath,
     check_generator,
@@ -47,6 +57,11 @@ __all__ = [
     "HMMFilterResult",
     "HMMPosterior",
     "SSAPath",
+    "boundary_mass",
+    "box_states",
+    "cme_apply",
+    "cme_log_likelihood",
+    "cme_transient",
     "check_generator",
     "ctmc_path_log_likelihood",
     "generator_from_rates",
@@ -67,4 +82,5 @@ __all__ = [
     "stationary_distribution",
     "tau_leap",
     "transition_matrices",
+    "uniformization_terms",
 ]
