@@ -96,20 +96,36 @@ def box_states(max_counts) -> np.ndarray:
     return np.stack([g.reshape(-1) for g in grids], axis=-1)
 
 
-def _allowed(V, m):
-    """(R, *grid) 0/1: reaction j keeps the state inside the box."""
+def _allowed(V, m, domain):
+    """(R, *grid) 0/1: reaction j starts in the domain and stays in it."""
     states = box_states(m)
     nxt = states[None, :, :] + np.asarray(V)[:, None, :]
     ok = np.all((nxt >= 0) & (nxt <= np.asarray(m)), axis=-1)
+    if domain is not None:
+        dom = np.asarray(domain, dtype=bool).reshape(-1)
+        strides = np.cumprod([1, *(v + 1 for v in m[:0:-1])])[::-1]
+        flat_next = np.where(ok, np.clip(nxt, 0, None) @ strides, 0)
+        ok = ok & dom[None, :] & dom[flat_next]
     return ok.reshape((len(V), *(v + 1 for v in m)))
 
 
-def _rates_grid(rates, V, rt, fn, m):
-    """Propensities on the box with leaving reactions switched off: (R, *grid)."""
+def _domain(domain, m):
+    if domain is None:
+        return None
+    d = _concrete(domain)
+    grid = tuple(v + 1 for v in m)
+    if d is None or d.shape != grid or d.dtype != bool:
+        raise ValueError(f"domain must be a concrete boolean grid of shape {grid}")
+    return tuple(map(bool, d.reshape(-1)))  # hashable (a static jit argument)
+
+
+def _rates_grid(rates, V, rt, fn, m, domain=None):
+    """Propensities on the box, reactions leaving the box (or domain) off: (R, *grid)."""
     states = jnp.asarray(box_states(m), dtype=rates.dtype)
     H = jax.vmap(lambda x: _propensity(rt, fn)(x, rates))(states)  # (K, R)
     H = H.T.reshape((len(V), *(v + 1 for v in m)))
-    return jnp.where(_allowed(V, m), H, 0.0)
+    dom = None if domain is None else np.reshape(domain, tuple(v + 1 for v in m))
+    return jnp.where(_allowed(V, m, dom), H, 0.0)
 
 
 def _apply(p, H, V):
@@ -144,6 +160,7 @@ def cme_apply(
     reactants: ArrayLike | None = None,
     propensity_fn=None,
     max_counts,
+    domain: ArrayLike | None = None,
 ) -> Array:
     """Row vector times generator, :math:`pQ`, on the truncated box.
 
@@ -156,6 +173,11 @@ def cme_apply(
     reactants : ArrayLike of int, shape (R, S), optional
         Mass-action orders (or give ``propensity_fn(x, rates) -> (R,)``).
     max_counts : sequence of int, length S
+    domain : ArrayLike of bool, shape max_counts + 1, optional
+        Concrete mask of the states that can be occupied (e.g. ``S + I <= N`` under a
+        conservation law). Reactions into or out of other states are switched off, and
+        those states do not count towards the uniformization rate, which can shrink the
+        work a lot when the box is mostly unreachable.
 
     Returns
     -------
@@ -163,15 +185,17 @@ def cme_apply(
         Sums to zero.
     """
     V, rt, fn, rates, m, p = _setup(p, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    return _apply(p, _rates_grid(rates, V, rt, fn, m), V)
+    return _apply(p, _rates_grid(rates, V, rt, fn, m, _domain(domain, m)), V)
 
 
 def _poisson_weights(mu, num_terms):
     n = jnp.arange(num_terms, dtype=mu.dtype)
     mu = jnp.maximum(mu, jnp.finfo(mu.dtype).tiny)
     logw = n * jnp.log(mu) - mu - jax.scipy.special.gammaln(n + 1)
-    w = jnp.exp(logw)
-    return w, jnp.maximum(1.0 - jnp.sum(w), 0.0)
+    # P(N >= num_terms) = regularized lower incomplete gamma P(num_terms, mu): accurate
+    # far below the float32 rounding of 1 - sum(w)
+    tail = jax.scipy.special.gammainc(jnp.asarray(num_terms, mu.dtype), mu)
+    return jnp.exp(logw), tail
 
 
 def _transient(p, dt, H, V, lam, num_terms):
@@ -230,6 +254,7 @@ def cme_transient(
     reactants: ArrayLike | None = None,
     propensity_fn=None,
     max_counts,
+    domain: ArrayLike | None = None,
     num_terms: int = 100,
 ) -> tuple[Array, Array]:
     """Distribution at time ``t`` from ``p0`` at time 0, :math:`p_0 e^{Qt}`.
@@ -239,7 +264,7 @@ def cme_transient(
     p0 : ArrayLike, shape max_counts + 1
     t : ArrayLike, shape ()
         Non-negative time.
-    rates, stoichiometry, reactants, propensity_fn, max_counts
+    rates, stoichiometry, reactants, propensity_fn, max_counts, domain
         As in :func:`cme_apply`.
     num_terms : int
         Static number of uniformization terms.
@@ -255,7 +280,7 @@ def cme_transient(
     c = _concrete(t)
     if c is not None and c < 0:
         raise ValueError(f"t must be >= 0; got {float(c)}")
-    H = _rates_grid(rates, V, rt, fn, m)
+    H = _rates_grid(rates, V, rt, fn, m, _domain(domain, m))
     return _transient(p, t, H, V, _uniformization_rate(H), _num_terms(num_terms))
 
 
@@ -283,6 +308,7 @@ def cme_log_likelihood(
     reactants: ArrayLike | None = None,
     propensity_fn=None,
     max_counts,
+    domain: ArrayLike | None = None,
     num_terms: int = 100,
     t0: ArrayLike | None = None,
     tail_tol: float = 1e-6,
@@ -304,7 +330,7 @@ def cme_log_likelihood(
     obs_log_probs : ArrayLike, shape (T, *(max_counts + 1))
         :math:`\\log p(y_i \\mid x)` for every observation and box state (``-inf`` where
         impossible); compute it from :func:`box_states`.
-    rates, stoichiometry, reactants, propensity_fn, max_counts, num_terms
+    rates, stoichiometry, reactants, propensity_fn, max_counts, domain, num_terms
         As in :func:`cme_transient`.
     t0 : ArrayLike, optional
         Time of ``p0`` (``<= times[0]``); default ``times[0]``.
@@ -337,12 +363,13 @@ def cme_log_likelihood(
         raise ValueError(f"t0 must be <= times[0]; got t0={float(c0)}, times[0]={ct[0]}")
     dts = jnp.diff(jnp.concatenate([start[None], times]))
     N = _num_terms(num_terms)
-    return _cme_ll(p, dts, ll, rates, V, rt, fn, m, N, float(tail_tol), bool(return_filtered))
+    dom = _domain(domain, m)
+    return _cme_ll(p, dts, ll, rates, V, rt, fn, m, dom, N, float(tail_tol), bool(return_filtered))
 
 
-@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10))
-def _cme_ll(p, dts, ll, rates, V, rt, fn, m, num_terms, tail_tol, return_filtered):
-    H = _rates_grid(rates, V, rt, fn, m)
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
+def _cme_ll(p, dts, ll, rates, V, rt, fn, m, dom, num_terms, tail_tol, return_filtered):
+    H = _rates_grid(rates, V, rt, fn, m, dom)
     lam = _uniformization_rate(H)
 
     def step(carry, xs):

@@ -166,3 +166,28 @@ def test_bad_input():
         cme_log_likelihood(p0, [0.0, 1.0], np.zeros((3, 11, 11)), [0.3, 0.5], SIR_V, **kw)
     with pytest.raises(TypeError, match="num_terms"):
         cme_transient(p0, 1.0, [0.3, 0.5], SIR_V, num_terms=2.5, **kw)
+
+
+def test_domain_shrinks_the_uniformization_rate_and_float32_works():
+    # SIR never leaves S + I <= N; the box's corner (S, I) = (N, N) has a large exit rate
+    N = 20
+    m = (N - 2, N)
+    states = box_states(m)
+    domain = (states.sum(1) <= N).reshape(N - 1, N + 1)
+    p0 = np.zeros((N - 1, N + 1), np.float32)
+    p0[N - 2, 2] = 1.0
+    rates = np.array([0.8 / N, 0.3], np.float32)
+    times = np.arange(1.0, 8.0, dtype=np.float32)
+    obs = _sir_obs(m, np.array([1, 2, 2, 3, 2, 1, 1])).astype(np.float32)
+    lam_domain = 0.8 / N * (N / 2) ** 2 + 0.3 * N  # 8
+    N_terms = uniformization_terms(lam_domain, tol=1e-7)
+    kw = dict(reactants=SIR_R, max_counts=m, num_terms=N_terms, t0=0.0, tail_tol=1e-7)
+    with_domain = cme_log_likelihood(p0, times, obs, rates, SIR_V, domain=domain, **kw)
+    without = cme_log_likelihood(p0, times, obs, rates, SIR_V, **kw)
+    assert np.isfinite(float(with_domain)) and np.isnan(float(without))
+    Q = dense_generator(SIR_V, SIR_R, rates.astype(float), m)
+    p_start = (p0.astype(float).reshape(-1) @ linalg.expm(Q * times[0])).reshape(p0.shape)
+    ref = _brute_force_ll(p_start, times, obs.astype(float), Q)
+    np.testing.assert_allclose(float(with_domain), ref, rtol=2e-5)
+    with pytest.raises(ValueError, match="domain"):
+        cme_log_likelihood(p0, times, obs, rates, SIR_V, domain=domain[:-1], **kw)
