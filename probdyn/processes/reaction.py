@@ -1,0 +1,879 @@
+"""Chemical reaction networks: simulation, exact likelihoods and a path distribution.
+
+A :class:`ReactionNetwork` holds the *structure* of a network of R reactions over S
+species (reactant and product stoichiometric matrices, names, the propensity law); rate
+constants ``rates`` (R,) are passed to each method as ordinary (traced, differentiable)
+arrays. The methods wrap :mod:`probdyn.kernels.ssa` (exact and tau-leaped simulation,
+path likelihood) and add a chemical Langevin simulator, the truncated chemical master
+equation generator and :class:`ReactionPath`, a NumPyro distribution over fully observed
+paths.
+
+References
+----------
+D. T. Gillespie, "The chemical Langevin equation", J. Chem. Phys. 113(1), 297-306, 2000.
+
+B. Munsky and M. Khammash, "The finite state projection algorithm for the solution of the
+chemical master equation", J. Chem. Phys. 124, 044104, 2006.
+
+D. J. Wilkinson, *Stochastic Modelling for Systems Biology*, 3rd ed., CRC Press, 2018.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+from numpyro.distributions import Distribution, constraints
+from numpyro.util import not_jax_tracer
+
+from probdyn.kernels import ssa
+from probdyn.kernels._checks import concrete as _concrete
+
+Array = jax.Array
+
+__all__ = ["ReactionNetwork", "ReactionPath"]
+
+_MAX_GENERATOR_STATES = 20_000
+_TERM = re.compile(r"^(?:(\d+)\s*\*?\s*)?([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+# --------------------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------------------
+
+
+def _count_matrix(name, value):
+    arr = _concrete(value)
+    if arr is None:
+        raise TypeError(f"{name} is network structure and must be concrete; got a traced value")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (num_reactions, num_species); got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must hold non-negative integers; got {arr.tolist()}")
+    return arr.astype(np.int64)
+
+
+def _names(name, value, n, default):
+    if value is None:
+        return tuple(f"{default}{i}" for i in range(n))
+    if isinstance(value, str):
+        raise TypeError(f"{name} must be a sequence of {n} strings, not a single string")
+    value = tuple(str(v) for v in value)
+    if len(value) != n or len(set(value)) != n:
+        raise ValueError(f"{name} must hold {n} distinct names; got {list(value)}")
+    return value
+
+
+def _float_dtype(a):
+    return jnp.result_type(a.dtype, jnp.float32)
+
+
+def _times(name, value, dtype, *, ndim, t0=None):
+    c = _concrete(value)  # before any jnp op: inside jit those return tracers
+    t = jnp.asarray(value)
+    if t.ndim != ndim:
+        raise ValueError(f"{name} must have shape {'()' if ndim == 0 else '(T,)'}; got {t.shape}")
+    if c is not None:
+        if not np.all(np.isfinite(c)):
+            raise ValueError(f"{name} must be finite; got {c.tolist()}")
+        if ndim == 1 and (c.size == 0 or np.any(np.diff(c) <= 0)):
+            raise ValueError(f"{name} must be non-empty and strictly increasing; got {c.tolist()}")
+        c0 = None if t0 is None else _concrete(t0)
+        if c0 is not None and np.min(c) < c0:
+            raise ValueError(f"{name} must not precede t0={float(c0)}; got {c.tolist()}")
+    return t.astype(dtype)
+
+
+def _max_counts(value, S):
+    m = np.broadcast_to(np.asarray(value), (S,)) if np.ndim(value) == 0 else np.asarray(value)
+    if m.shape != (S,) or not np.issubdtype(m.dtype, np.integer) or np.any(m < 0):
+        raise ValueError(
+            f"max_counts must be a non-negative int or a sequence of {S} such ints; got {value!r}"
+        )
+    return tuple(int(v) for v in m)
+
+
+def _strides(m):
+    """C-order strides of the box ``0..m_s``: index = x @ strides."""
+    return np.cumprod((1,) + tuple(v + 1 for v in m[:0:-1]))[::-1].astype(np.int64)
+
+
+def _parse_side(side, equation):
+    side = side.strip()
+    if side in ("", "0", "\u2205"):
+        return {}
+    out = {}
+    for term in side.split("+"):
+        m = _TERM.match(term.strip())
+        if m is None:
+            raise ValueError(f"equations: cannot parse term {term.strip()!r} in {equation!r}")
+        out[m.group(2)] = out.get(m.group(2), 0) + int(m.group(1) or 1)
+    return out
+
+
+def _side_str(row, species):
+    terms = [(f"{n} " if n > 1 else "") + s for n, s in zip(row, species, strict=True) if n > 0]
+    return " + ".join(terms) or "0"
+
+
+# --------------------------------------------------------------------------------------
+# the network
+# --------------------------------------------------------------------------------------
+
+
+class ReactionNetwork:
+    """A chemical reaction network: R reactions over S species.
+
+    Reaction j turns ``reactants[j]`` into ``products[j]``; its net effect on the counts
+    is ``stoichiometry[j] = products[j] - reactants[j]``. With ``propensity="mass_action"``
+    the propensity of reaction j is :math:`h_j(x) = c_j \\prod_s x_s! / (x_s - r_{js})!`
+    (see :func:`probdyn.kernels.ssa.mass_action_propensities`); a callable
+    ``propensity(x, rates) -> (R,)`` replaces it (``x`` float counts (S,), output
+    non-negative). The object is immutable, hashable and holds only static structure;
+    rate constants ``rates`` (R,) are arguments of every method.
+
+    Parameters
+    ----------
+    reactants : ArrayLike of int, shape (R, S)
+        Reactant counts (non-negative, concrete).
+    products : ArrayLike of int, shape (R, S)
+        Product counts (non-negative, concrete).
+    species : sequence of str, optional
+        S distinct species names (default ``X0, X1, ...``); used in labels and ArviZ coords.
+    reactions : sequence of str, optional
+        R distinct reaction names (default: the equations, e.g. ``"A + B -> C"``).
+    propensity : "mass_action" or callable
+        The propensity law.
+
+    Examples
+    --------
+    >>> net = ReactionNetwork.from_equations(
+    ...     ["prey -> 2 prey", "prey + predator -> 2 predator", "predator -> 0"])
+    >>> net.stoichiometry.tolist()
+    [[1, 0], [-1, 1], [0, -1]]
+    """
+
+    def __init__(
+        self,
+        reactants: ArrayLike,
+        products: ArrayLike,
+        *,
+        species: Sequence[str] | None = None,
+        reactions: Sequence[str] | None = None,
+        propensity: str | Callable[[Array, Array], Array] = "mass_action",
+    ):
+        r = _count_matrix("reactants", reactants)
+        p = _count_matrix("products", products)
+        if r.shape != p.shape:
+            raise ValueError(
+                f"reactants and products must have the same shape (R, S); got {r.shape} and "
+                f"{p.shape}"
+            )
+        if r.shape[0] < 1 or r.shape[1] < 1:
+            raise ValueError(f"reactants must have at least one reaction and species; {r.shape}")
+        mass_action = isinstance(propensity, str) and propensity == "mass_action"
+        if not (mass_action or (callable(propensity) and not isinstance(propensity, str))):
+            raise ValueError(f"propensity must be 'mass_action' or a callable; got {propensity!r}")
+        self._reactants, self._products = r, p
+        self._reactants.flags.writeable = self._products.flags.writeable = False
+        self._propensity, self._mass_action = propensity, mass_action
+        self._species = _names("species", species, r.shape[1], "X")
+        self._reactions = _names("reactions", reactions, r.shape[0], "R")
+        if reactions is None:
+            eqs = tuple(self._equation(j) for j in range(r.shape[0]))
+            self._reactions = eqs if len(set(eqs)) == len(eqs) else self._reactions
+        self._stoich_t = tuple(map(tuple, (p - r).tolist()))
+        self._reactants_t = tuple(map(tuple, r.tolist()))
+
+    @classmethod
+    def from_equations(
+        cls,
+        equations: Sequence[str],
+        *,
+        species: Sequence[str] | None = None,
+        reactions: Sequence[str] | None = None,
+        propensity: str | Callable = "mass_action",
+    ) -> ReactionNetwork:
+        """Build a network from strings such as ``"prey + predator -> 2 predator"``.
+
+        Each equation is ``LHS -> RHS``; a side is ``0`` (or empty, or ``∅``) or terms
+        joined by ``+``, each an optional integer coefficient (``2 A``, ``2A``, ``2*A``)
+        and a species name (a Python identifier). Species are ordered by first
+        appearance unless ``species`` fixes the order (it may list species that appear in
+        no equation).
+
+        Parameters
+        ----------
+        equations : sequence of str, length R
+        species, reactions, propensity
+            As for :class:`ReactionNetwork`.
+
+        Returns
+        -------
+        ReactionNetwork
+        """
+        if isinstance(equations, str) or len(equations) == 0:
+            raise TypeError("equations must be a non-empty sequence of strings like 'A -> B'")
+        sides = []
+        for eq in equations:
+            if not isinstance(eq, str) or eq.count("->") != 1:
+                raise ValueError(f"equations: each must be 'LHS -> RHS'; got {eq!r}")
+            lhs, rhs = eq.split("->")
+            sides.append((_parse_side(lhs, eq), _parse_side(rhs, eq)))
+        seen = list(dict.fromkeys(s for side in sides for part in side for s in part))
+        if species is None:
+            species = seen
+        elif missing := [s for s in seen if s not in list(species)]:
+            raise ValueError(f"species must list every species in equations; missing {missing}")
+        idx = {s: i for i, s in enumerate(species)}
+        shape = (len(sides), len(idx))
+        r, p = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
+        for j, (lhs, rhs) in enumerate(sides):
+            for s, n in lhs.items():
+                r[j, idx[s]] = n
+            for s, n in rhs.items():
+                p[j, idx[s]] = n
+        return cls(r, p, species=species, reactions=reactions, propensity=propensity)
+
+    # ----------------------------------------------------------------------------------
+    # structure
+    # ----------------------------------------------------------------------------------
+
+    @property
+    def reactants(self) -> np.ndarray:
+        """Reactant counts, int (R, S)."""
+        return self._reactants
+
+    @property
+    def products(self) -> np.ndarray:
+        """Product counts, int (R, S)."""
+        return self._products
+
+    @property
+    def stoichiometry(self) -> np.ndarray:
+        """Net change per reaction, ``products - reactants``, int (R, S)."""
+        return self._products - self._reactants
+
+    @property
+    def num_species(self) -> int:
+        return self._reactants.shape[1]
+
+    @property
+    def num_reactions(self) -> int:
+        return self._reactants.shape[0]
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return self._species
+
+    @property
+    def reactions(self) -> tuple[str, ...]:
+        return self._reactions
+
+    @property
+    def coords(self) -> dict[str, list[str]]:
+        """ArviZ coords: ``{"species": [...], "reaction": [...]}``."""
+        return {"species": list(self._species), "reaction": list(self._reactions)}
+
+    def _equation(self, j):
+        r, p = self._reactants[j], self._products[j]
+        return f"{_side_str(r, self._species)} -> {_side_str(p, self._species)}"
+
+    def __repr__(self) -> str:
+        law = "" if self._mass_action else ", custom propensity"
+        lines = [self._equation(j) for j in range(self.num_reactions)]
+        head = f"ReactionNetwork({self.num_reactions} reactions, {self.num_species} species{law}"
+        return head + ":\n  " + "\n  ".join(lines) + ")"
+
+    def _key(self):
+        return (self._reactants_t, self._stoich_t, self._species, self._reactions,
+                self._propensity)  # fmt: skip
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ReactionNetwork) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    # ----------------------------------------------------------------------------------
+    # propensities and checks
+    # ----------------------------------------------------------------------------------
+
+    def _kernel_kw(self):
+        if self._mass_action:
+            return {"reactants": self._reactants_t}
+        return {"propensity_fn": self._propensity}
+
+    def _prop(self, x, rates):
+        """Propensities of one state ``x`` (S,) float, no checks."""
+        if self._mass_action:
+            return ssa.mass_action_propensities(x, rates, self._reactants)
+        return self._propensity(x, rates)
+
+    def _rates(self, rates):
+        c = _concrete(rates)
+        rates = jnp.asarray(rates)
+        rates = rates.astype(_float_dtype(rates))
+        if rates.shape != (self.num_reactions,):
+            raise ValueError(
+                f"rates must have shape ({self.num_reactions},) (one per reaction); got "
+                f"{rates.shape}"
+            )
+        if c is not None and not np.all(c >= 0):
+            raise ValueError(f"rates must be non-negative and finite; got {c.tolist()}")
+        return rates
+
+    def propensities(self, x: ArrayLike, rates: ArrayLike) -> Array:
+        """Propensities :math:`h(x)`.
+
+        Parameters
+        ----------
+        x : ArrayLike, shape (..., S)
+            Counts.
+        rates : ArrayLike, shape (R,)
+
+        Returns
+        -------
+        Array, shape (..., R)
+        """
+        rates = self._rates(rates)
+        x = jnp.asarray(x)
+        if x.ndim < 1 or x.shape[-1] != self.num_species:
+            raise ValueError(f"x must have shape (..., {self.num_species}); got {x.shape}")
+        flat = x.reshape((-1, self.num_species)).astype(rates.dtype)
+        h = jax.vmap(lambda xi: self._prop(xi, rates))(flat)
+        return h.reshape(x.shape[:-1] + (self.num_reactions,))
+
+    # ----------------------------------------------------------------------------------
+    # simulation (thin wrappers over probdyn.kernels.ssa)
+    # ----------------------------------------------------------------------------------
+
+    def gillespie(
+        self,
+        rng_key: Array,
+        x0: ArrayLike,
+        t_end: ArrayLike,
+        rates: ArrayLike,
+        max_jumps: int,
+        t0: ArrayLike = 0.0,
+    ) -> ssa.Path:
+        """Exact path on ``[t0, t_end]``; see :func:`probdyn.kernels.ssa.gillespie`.
+
+        Returns a :class:`probdyn.kernels.ssa.Path` with buffers of ``max_jumps`` events,
+        ``num_jumps`` and the ``overflow`` flag.
+        """
+        return ssa.gillespie(
+            rng_key, x0, t_end, self.stoichiometry, self._rates(rates),
+            max_jumps=max_jumps, t0=t0, **self._kernel_kw(),
+        )  # fmt: skip
+
+    def gillespie_at(
+        self,
+        rng_key: Array,
+        x0: ArrayLike,
+        times: ArrayLike,
+        rates: ArrayLike,
+        max_jumps: int,
+        t0: ArrayLike = 0.0,
+    ) -> tuple[Array, Array]:
+        """Exact states at ``times`` (T,): ``(states (T, S) int32, overflow ())``; see
+        :func:`probdyn.kernels.ssa.gillespie_at` (same key, same path as :meth:`gillespie`)."""
+        return ssa.gillespie_at(
+            rng_key, x0, times, self.stoichiometry, self._rates(rates),
+            max_jumps=max_jumps, t0=t0, **self._kernel_kw(),
+        )  # fmt: skip
+
+    def tau_leap(
+        self,
+        rng_key: Array,
+        x0: ArrayLike,
+        times: ArrayLike,
+        rates: ArrayLike,
+        tau: ArrayLike,
+        t0: ArrayLike = 0.0,
+    ) -> Array:
+        """Poisson tau-leaping read at ``times`` (T,): int32 (T, S); see
+        :func:`probdyn.kernels.ssa.tau_leap`."""
+        return ssa.tau_leap(
+            rng_key, x0, times, self.stoichiometry, self._rates(rates),
+            tau=tau, t0=t0, **self._kernel_kw(),
+        )  # fmt: skip
+
+    def chemical_langevin(
+        self,
+        rng_key: Array,
+        x0: ArrayLike,
+        times: ArrayLike,
+        rates: ArrayLike,
+        dt: ArrayLike,
+        t0: ArrayLike = 0.0,
+    ) -> Array:
+        """Chemical Langevin equation by Euler-Maruyama, read at ``times``.
+
+        .. math::
+
+            \\mathrm{d}X = \\nu^\\top h(X)\\,\\mathrm{d}t
+                + \\nu^\\top \\mathrm{diag}\\big(\\sqrt{h(X)}\\big)\\,\\mathrm{d}W,
+
+        with :math:`\\nu` the stoichiometry (R, S) and W an R-dimensional Brownian motion
+        (Gillespie 2000). A step of length :math:`\\delta` is
+        :math:`X \\leftarrow X + \\nu^\\top (h\\,\\delta + \\sqrt{h\\,\\delta}\\,Z)`,
+        :math:`Z \\sim N(0, I_R)`. Each interval between observation times is cut into
+        :math:`\\lceil \\Delta / dt \\rceil` steps (the last one shorter), so every
+        observation time is hit exactly.
+
+        The CLE does not keep X non-negative. Propensities are evaluated at
+        :math:`\\max(X, 0)`: a species that overshoots below zero stops driving the
+        reactions that consume it (its propensities vanish, e.g. a pure-death species
+        is absorbed at its negative value instead of oscillating around zero), while X
+        itself is returned unclipped, so the moments stay unbiased wherever the
+        overshoot does not occur. Choose ``dt`` so that :math:`h\\,dt` is small next to
+        the counts; the weak error is :math:`O(dt)`. For networks with linear
+        propensities the mean and covariance of the exact CLE equal those of the
+        chemical master equation (while X stays positive).
+
+        With concrete ``times``, ``t0`` and ``dt`` the loop is a :func:`jax.lax.scan` of
+        static length (``max`` steps per interval, shorter intervals padded with empty
+        steps), differentiable in ``rates`` and ``x0`` in both modes (reparameterised
+        paths); with traced ones it is a loop of dynamic length (forward-mode only).
+        Both draw the same noise: step i uses ``fold_in(rng_key, i)``.
+
+        Parameters
+        ----------
+        rng_key : Array
+        x0 : ArrayLike, shape (S,)
+            Initial state (finite, non-negative; need not be integer).
+        times : ArrayLike, shape (T,)
+            Strictly increasing observation times ``>= t0``.
+        rates : ArrayLike, shape (R,)
+        dt : ArrayLike, shape ()
+            Largest step (positive).
+        t0 : ArrayLike, shape (), default 0
+
+        Returns
+        -------
+        Array, shape (T, S)
+            :math:`X(t_k)`, in the floating dtype of ``rates``.
+        """
+        rates = self._rates(rates)
+        dtype = rates.dtype
+        c, ct, c0, cd = (_concrete(a) for a in (x0, times, t0, dt))  # static grid if concrete
+        x0 = jnp.asarray(x0)
+        if x0.shape != (self.num_species,):
+            raise ValueError(f"x0 must have shape ({self.num_species},); got {x0.shape}")
+        if c is not None and not (np.all(np.isfinite(c)) and np.all(c >= 0)):
+            raise ValueError(f"x0 must be finite and non-negative; got {c.tolist()}")
+        t0 = _times("t0", t0, dtype, ndim=0)
+        times = _times("times", times, dtype, ndim=1, t0=t0)
+        dt = _times("dt", dt, dtype, ndim=0)
+        if cd is not None and not cd > 0:
+            raise ValueError(f"dt must be positive; got {float(cd)}")
+        x0 = x0.astype(dtype)
+        V = jnp.asarray(self.stoichiometry, dtype)
+        starts = jnp.concatenate([t0[None], times[:-1]])
+
+        def step(x, t_a, t_b, k, n, offset):
+            s = t_a + k * dt
+            e = jnp.where(k + 1 >= n, t_b, jnp.minimum(t_a + (k + 1) * dt, t_b))
+            delta = jnp.where(k < n, e - s, 0.0)
+            h = self._prop(jnp.maximum(x, 0.0), rates) * delta
+            pos = h > 0
+            sd = jnp.where(pos, jnp.sqrt(jnp.where(pos, h, 1.0)), 0.0)
+            z = jax.random.normal(jax.random.fold_in(rng_key, offset + k), h.shape, dtype)
+            return x + (h + sd * z) @ V
+
+        if ct is not None and c0 is not None and cd is not None:
+            gaps = np.diff(np.concatenate([[c0], ct]).astype(np.float64))
+            ns = np.maximum(np.ceil(gaps / float(cd) * (1 - 1e-5)), 1).astype(np.int32)
+            offsets = np.concatenate([[0], np.cumsum(ns)[:-1]]).astype(np.int32)
+            n_max = int(ns.max())
+
+            def interval(x, xs):
+                t_a, t_b, n, off = xs
+                x = lax.fori_loop(0, n_max, lambda k, x: step(x, t_a, t_b, k, n, off), x)
+                return x, x
+
+            _, out = lax.scan(interval, x0, (starts, times, jnp.asarray(ns), offsets))
+            return out
+
+        def dyn_interval(carry, xs):
+            x, off = carry
+            t_a, t_b = xs
+            n = jnp.maximum(jnp.ceil((t_b - t_a) / dt * (1 - 1e-5)), 1).astype(jnp.int32)
+            x = lax.fori_loop(0, n, lambda k, x: step(x, t_a, t_b, k, n, off), x)
+            return (x, off + n), x
+
+        _, out = lax.scan(dyn_interval, (x0, jnp.int32(0)), (starts, times))
+        return out
+
+    # ----------------------------------------------------------------------------------
+    # likelihood
+    # ----------------------------------------------------------------------------------
+
+    def path_log_prob(self, path: ssa.Path, rates: ArrayLike, t_end: ArrayLike) -> Array:
+        """Exact log-density of a fully observed path on ``[path.times[0], t_end]``.
+
+        See :func:`probdyn.kernels.ssa.path_log_likelihood`; NaN for an overflowed path.
+        For mass action the score is
+        :math:`\\partial_{c_j} \\log p = n_j / c_j - \\int h_j(x(t)) / c_j \\,\\mathrm{d}t`
+        with :math:`n_j` the number of firings of reaction j.
+
+        Parameters
+        ----------
+        path : probdyn.kernels.ssa.Path
+            One path (times (M+1,), states (M+1, S), reaction (M,)).
+        rates : ArrayLike, shape (R,)
+        t_end : ArrayLike, shape ()
+
+        Returns
+        -------
+        Array, shape ()
+        """
+        rates = self._rates(rates)
+        return _path_ll(self, path, rates, _times("t_end", t_end, rates.dtype, ndim=0))
+
+    def path_distribution(
+        self,
+        x0: ArrayLike,
+        rates: ArrayLike,
+        t_end: ArrayLike,
+        max_jumps: int,
+        *,
+        t0: ArrayLike = 0.0,
+        validate_args: bool | None = None,
+    ) -> ReactionPath:
+        """The :class:`ReactionPath` distribution of this network's paths."""
+        return ReactionPath(self, x0, rates, t_end, max_jumps, t0=t0, validate_args=validate_args)
+
+    # ----------------------------------------------------------------------------------
+    # truncated chemical master equation
+    # ----------------------------------------------------------------------------------
+
+    def states(self, max_counts: int | Sequence[int]) -> np.ndarray:
+        """All states of the box :math:`0 \\le x_s \\le m_s`, in C order (last species
+        fastest): row k is the state of index k (see :meth:`state_index`).
+
+        Parameters
+        ----------
+        max_counts : int or sequence of S ints
+            Largest count kept per species (static).
+
+        Returns
+        -------
+        numpy.ndarray of int64, shape (K, S), ``K = prod(max_counts + 1)``
+        """
+        m = _max_counts(max_counts, self.num_species)
+        grids = np.meshgrid(*[np.arange(v + 1) for v in m], indexing="ij")
+        return np.stack([g.ravel() for g in grids], axis=-1)
+
+    def state_index(self, x: ArrayLike, max_counts: int | Sequence[int]) -> Array:
+        """Index in :meth:`states` of counts ``x`` (..., S) inside the box; int32 (...)."""
+        strides = _strides(_max_counts(max_counts, self.num_species))
+        return jnp.asarray(x, jnp.int32) @ jnp.asarray(strides, jnp.int32)
+
+    def generator(
+        self, rates: ArrayLike, max_counts: int | Sequence[int], *, sink: bool = False
+    ) -> Array:
+        """Generator of the chemical master equation on a truncated state space.
+
+        The states are the box of :meth:`states` (K of them). A reaction whose target
+        leaves the box (a count above ``max_counts``, or below 0 with a non-mass-action
+        propensity) is dealt with in one of two ways:
+
+        - ``sink=False`` (reflecting truncation): the transition is dropped, and the
+          diagonal holds minus the sum of the kept rates, so rows sum to zero. The
+          truncated chain is a proper CTMC, but its law is biased where the box boundary
+          carries mass.
+        - ``sink=True`` (finite state projection, Munsky & Khammash 2006): the leaving
+          rate goes to an extra absorbing state K (last row of zeros). If ``p(t)`` is the
+          transient law of this (K+1)-state chain started inside the box, then
+          ``p(t)[K]`` is the probability of having left the box by t; the exact CME
+          probabilities :math:`P` satisfy :math:`P_k(t) \\ge p_k(t)` on the box, and the
+          L1 distance between :math:`P(t)` and :math:`p(t)` (taken as zero outside the
+          box) equals ``p(t)[K]``: the sink mass is the truncation error, for free.
+
+        State enumeration is static numpy; ``rates`` may be traced (``jit``, ``grad``).
+        Reactions with no net change are skipped.
+
+        Parameters
+        ----------
+        rates : ArrayLike, shape (R,)
+        max_counts : int or sequence of S ints
+            Static truncation. K must stay below 20,000 (the matrix is dense).
+        sink : bool
+            Add the absorbing sink state.
+
+        Returns
+        -------
+        Array, shape (K, K), or (K + 1, K + 1) with ``sink=True``
+        """
+        rates = self._rates(rates)
+        X = self.states(max_counts)
+        K = X.shape[0]
+        if K > _MAX_GENERATOR_STATES:
+            raise ValueError(
+                f"max_counts={max_counts!r} gives K={K} states; the dense generator allows at "
+                f"most {_MAX_GENERATOR_STATES}"
+            )
+        m = np.asarray(_max_counts(max_counts, self.num_species))
+        V = self.stoichiometry
+        target = X[:, None, :] + V[None]  # (K, R, S)
+        inside = np.all((target >= 0) & (target <= m), axis=-1)  # (K, R)
+        moves = np.any(V != 0, axis=1)[None, :]
+        tgt = np.where(inside[..., None], target, 0) @ _strides(tuple(m))
+        dst = np.where(inside, tgt, K)  # K = outside
+        keep = moves & (inside | sink)
+        src = np.broadcast_to(np.arange(K)[:, None], dst.shape)
+        h = self.propensities(X, rates)  # (K, R)
+        n = K + 1 if sink else K
+        vals = jnp.where(jnp.asarray(keep), h, 0.0)
+        Q = (
+            jnp.zeros((n, n), rates.dtype)
+            .at[src.ravel(), np.where(keep, dst, 0).ravel()]
+            .add(vals.ravel())
+        )
+        exit_rate = jnp.sum(vals, axis=1)
+        return Q.at[np.arange(K), np.arange(K)].add(-exit_rate)
+
+
+# --------------------------------------------------------------------------------------
+# the path distribution
+# --------------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnums=0)
+def _path_ll(network, path, rates, t_end):
+    kw = network._kernel_kw()
+    return ssa.path_log_likelihood(path, network.stoichiometry, rates, t_end=t_end, **kw)
+
+
+def _encode(path: ssa.Path) -> Array:
+    times = jnp.asarray(path.times)
+    dtype = jnp.result_type(times.dtype, jnp.float32)
+    times = jnp.where(jnp.asarray(path.overflow)[..., None], jnp.nan, times.astype(dtype))
+    reaction = jnp.asarray(path.reaction)
+    first = jnp.full(reaction.shape[:-1] + (1,), -1, reaction.dtype)
+    reaction = jnp.concatenate([first, reaction], axis=-1).astype(dtype)
+    states = jnp.asarray(path.states).astype(dtype)
+    return jnp.concatenate([times[..., None], reaction[..., None], states], axis=-1)
+
+
+def _decode(value: ArrayLike) -> ssa.Path:
+    v = jnp.asarray(value)
+    times = v[..., 0]
+    reaction = jnp.nan_to_num(v[..., 1:, 1], nan=-1.0).astype(jnp.int32)
+    states = jnp.nan_to_num(v[..., 2:]).astype(jnp.int32)
+    num_jumps = jnp.sum(reaction >= 0, axis=-1, dtype=jnp.int32)
+    return ssa.Path(times, states, reaction, num_jumps, jnp.any(jnp.isnan(times), axis=-1))
+
+
+class ReactionPath(Distribution):
+    """Distribution of a fully observed reaction-network path on ``[t0, t_end]``.
+
+    **Value encoding.** One padded float array of shape ``(max_jumps + 1, S + 2)``: row i
+    is ``(t_i, j_i, x_i)``, the time, the reaction that fired (-1 for row 0 and for
+    padding) and the counts just after it. Row 0 is ``(t0, -1, x0)``; rows
+    ``1..num_jumps`` are the events; padding rows repeat the final state (their times
+    are ignored). ``num_jumps`` is the number of rows with ``j >= 0``. A path that
+    needed more than ``max_jumps`` events (overflow) is encoded with a NaN time column:
+    its ``log_prob`` is NaN, and with ``validate_args=True`` sampling or scoring it
+    raises ``ValueError``. Convert with :meth:`encode` (from a
+    :class:`probdyn.kernels.ssa.Path`, e.g. :meth:`ReactionNetwork.gillespie` output) and
+    :meth:`decode`.
+
+    ``log_prob`` is the exact path log-likelihood
+    (:func:`probdyn.kernels.ssa.path_log_likelihood`), differentiable in ``rates``, so an
+    observed path can inform rates under NUTS; it is :math:`-\\infty` when the path does
+    not start at ``(t0, x0)``. Samples are Gillespie paths.
+
+    Parameters
+    ----------
+    network : ReactionNetwork
+    x0 : ArrayLike of int, shape (..., S)
+    rates : ArrayLike, shape (..., R)
+    t_end : ArrayLike, shape (...)
+    max_jumps : int
+        Static size of the path buffers.
+    t0 : ArrayLike, shape (...), default 0
+    validate_args : bool, optional
+        Check parameters and values (consistency of states with the stoichiometry,
+        times within ``[t0, t_end]``) with errors that name the argument.
+    """
+
+    arg_constraints = {
+        "x0": constraints.independent(constraints.nonnegative_integer, 1),
+        "rates": constraints.independent(constraints.nonnegative, 1),
+        "t_end": constraints.real,
+        "t0": constraints.real,
+    }
+    pytree_data_fields = ("x0", "rates", "t_end", "t0")
+    pytree_aux_fields = ("network", "max_jumps")
+    support = constraints.independent(constraints.real, 2)
+
+    def __init__(
+        self,
+        network: ReactionNetwork,
+        x0: ArrayLike,
+        rates: ArrayLike,
+        t_end: ArrayLike,
+        max_jumps: int,
+        *,
+        t0: ArrayLike = 0.0,
+        validate_args: bool | None = None,
+    ):
+        if not isinstance(network, ReactionNetwork):
+            raise TypeError(f"network must be a ReactionNetwork; got {type(network).__name__}")
+        if isinstance(max_jumps, bool) or not isinstance(max_jumps, int | np.integer):
+            raise TypeError(f"max_jumps must be a Python int; got {type(max_jumps).__name__}")
+        if max_jumps < 1:
+            raise ValueError(f"max_jumps must be at least 1; got {max_jumps}")
+        R, S = network.num_reactions, network.num_species
+        rates = jnp.asarray(rates)
+        rates = rates.astype(_float_dtype(rates))
+        x0 = jnp.asarray(x0)
+        if rates.ndim < 1 or rates.shape[-1] != R:
+            raise ValueError(f"rates must have shape (..., {R}); got {rates.shape}")
+        if x0.ndim < 1 or x0.shape[-1] != S:
+            raise ValueError(f"x0 must have shape (..., {S}); got {x0.shape}")
+        self._t_end_concrete = _concrete(t_end)  # for value checks; not a pytree field
+        t_end, t0 = jnp.asarray(t_end, rates.dtype), jnp.asarray(t0, rates.dtype)
+        shapes = [rates.shape[:-1], x0.shape[:-1], t_end.shape, t0.shape]
+        try:
+            batch_shape = jnp.broadcast_shapes(*shapes)
+        except ValueError as err:
+            msg = f"batch shapes of rates, x0, t_end, t0 do not broadcast: {shapes}"
+            raise ValueError(msg) from err
+        self.network, self.max_jumps = network, int(max_jumps)
+        self.x0, self.rates, self.t_end, self.t0 = x0, rates, t_end, t0
+        super().__init__(batch_shape, (self.max_jumps + 1, S + 2), validate_args=validate_args)
+
+    encode = staticmethod(_encode)
+    decode = staticmethod(_decode)
+
+    def validate_args(self, strict: bool = True) -> None:
+        """Check parameters with messages that name the argument."""
+        with jax.ensure_compile_time_eval():
+            vals = {k: self.__dict__[k] for k in ("x0", "rates", "t_end", "t0")}
+            if not all(not_jax_tracer(v) for v in vals.values()):
+                if strict:
+                    raise RuntimeError("Cannot validate arguments inside jitted code.")
+                return
+            v = {k: np.asarray(a) for k, a in vals.items()}
+            r, x = v["rates"], v["x0"]
+            if not np.all(np.isfinite(r) & (r >= 0)):
+                raise ValueError(f"rates must be non-negative and finite; got {r.tolist()}")
+            if np.any(x < 0) or np.any(x != np.round(x)):
+                raise ValueError(f"x0 must hold non-negative integer counts; got {x.tolist()}")
+            if not (np.all(np.isfinite(v["t_end"])) and np.all(np.isfinite(v["t0"]))):
+                raise ValueError("t_end and t0 must be finite")
+            if np.any(v["t_end"] < v["t0"]):
+                raise ValueError(f"t_end must not precede t0; got t_end={v['t_end'].tolist()}")
+
+    def _check_value(self, value):
+        c = _concrete(value)
+        if c is None:
+            return
+        if np.any(np.isnan(c[..., 0])):
+            raise ValueError(
+                f"value is an overflowed path (NaN times): more than max_jumps={self.max_jumps} "
+                "events; increase max_jumps"
+            )
+        V = self.network.stoichiometry
+        t, r, x = c[..., 0], c[..., 1:, 1], c[..., 2:]
+        live = r >= 0
+        n = live.sum(-1)
+        if np.any(live != (np.arange(self.max_jumps) < n[..., None])) or np.any(r < -1):
+            raise ValueError("value: reaction column must be >= 0 for rows 1..num_jumps, else -1")
+        if np.any(r >= V.shape[0]) or np.any(r != np.round(r)):
+            raise ValueError(f"value: reaction indices must be integers < R={V.shape[0]}")
+        if np.any(x < 0) or np.any(x != np.round(x)):
+            raise ValueError("value: counts must be non-negative integers")
+        want = np.where(live[..., None], V[np.clip(r, 0, None).astype(np.int64)], 0)
+        if np.any(np.diff(x, axis=-2) != want):
+            raise ValueError("value: state changes do not match the stoichiometry of the reactions")
+        shape = np.broadcast_shapes(c.shape[:-2], self.batch_shape)
+        t = np.broadcast_to(t, shape + t.shape[-1:])
+        live = np.broadcast_to(live, shape + live.shape[-1:])
+        ce = getattr(self, "_t_end_concrete", None)  # None when traced or unflattened
+        last = np.max(np.where(live, t[..., 1:], t[..., :1]), -1)
+        t_end = np.broadcast_to(last if ce is None else ce, shape)[..., None]
+        t_ev = np.where(live, t[..., 1:], t_end)
+        if np.any(np.diff(np.concatenate([t[..., :1], t_ev], -1), axis=-1) < 0) or np.any(
+            t_ev > t_end
+        ):
+            raise ValueError("value: event times must be non-decreasing within [t0, t_end]")
+
+    def _params(self, shape):
+        S = self.network.num_species
+        R = self.network.num_reactions
+        n = int(np.prod(shape))
+        return (
+            jnp.broadcast_to(self.x0, shape + (S,)).reshape((n, S)),
+            jnp.broadcast_to(self.rates, shape + (R,)).reshape((n, R)),
+            jnp.broadcast_to(self.t_end, shape).reshape((n,)),
+            jnp.broadcast_to(self.t0, shape).reshape((n,)),
+        )
+
+    def sample_path(self, key: Array, sample_shape: tuple[int, ...] = ()) -> ssa.Path:
+        """Gillespie paths as a :class:`probdyn.kernels.ssa.Path` with leading axes
+        ``(*sample_shape, *batch_shape)``."""
+        shape = tuple(sample_shape) + self.batch_shape
+        x0, rates, t_end, t0 = self._params(shape)
+        keys = jax.random.split(key, x0.shape[0])
+        paths = _sample_flat(self.network, self.max_jumps, keys, x0, rates, t_end, t0)
+        return jax.tree.map(lambda a: a.reshape(shape + a.shape[1:]), paths)
+
+    def sample(self, key: Array, sample_shape: tuple[int, ...] = ()) -> Array:
+        """Encoded paths, shape ``(*sample_shape, *batch_shape, max_jumps + 1, S + 2)``."""
+        path = self.sample_path(key, sample_shape)
+        if self._validate_args:
+            c = _concrete(path.overflow)
+            if c is not None and np.any(c):
+                raise ValueError(
+                    f"sampled path overflowed max_jumps={self.max_jumps} before t_end; "
+                    "increase max_jumps"
+                )
+        return _encode(path)
+
+    def log_prob(self, value: ArrayLike) -> Array:
+        """Exact path log-likelihood of encoded paths ``(..., max_jumps + 1, S + 2)``;
+        returns shape ``broadcast(value batch, batch_shape)``."""
+        value = jnp.asarray(value)
+        if value.shape[-2:] != self.event_shape:
+            raise ValueError(f"value must have shape (..., {self.event_shape}); got {value.shape}")
+        if self._validate_args:
+            self._check_value(value)
+        shape = jnp.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        n = int(np.prod(shape))
+        v = jnp.broadcast_to(value, shape + self.event_shape).reshape((n,) + self.event_shape)
+        x0, rates, t_end, t0 = self._params(shape)
+        lp = _log_prob_flat(self.network, v.astype(rates.dtype), x0, rates, t_end, t0)
+        return lp.reshape(shape)
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _sample_flat(network, max_jumps, keys, x0, rates, t_end, t0):
+    def one(k, x, r, te, ts):
+        return ssa.gillespie(
+            k, x, te, network.stoichiometry, r,
+            max_jumps=max_jumps, t0=ts, **network._kernel_kw(),
+        )  # fmt: skip
+
+    return jax.vmap(one)(keys, x0, rates, t_end, t0)
+
+
+@partial(jax.jit, static_argnums=0)
+def _log_prob_flat(network, v, x0, rates, t_end, t0):
+    def one(v, x, r, te, ts):
+        p = _decode(v)
+        ll = _path_ll(network, p, r, te)
+        start = jnp.all(p.states[0] == x) & (p.times[0] == ts)
+        return jnp.where(start | jnp.isnan(ll), ll, -jnp.inf)
+
+    return jax.vmap(one)(v, x0, rates, t_end, t0)
