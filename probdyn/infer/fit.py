@@ -1,6 +1,6 @@
 """One front door for inference: ``probdyn.fit(model, *args, method=...)`` -> InferenceData.
 
-Every method (NUTS, HMC, SVI, SGLD, SGHMC, SGNHT, cSGLD) returns an
+Every method (NUTS, HMC, SVI, SGLD, SGHMC, SGNHT, cSGLD, PMMH) returns an
 :class:`arviz.InferenceData` with the same groups and named dims, and every method can
 checkpoint to disk and resume bit-identically after the process is killed.
 """
@@ -33,9 +33,19 @@ __all__ = ["METHODS", "fit"]
 
 _HMC_METHODS = ("nuts", "hmc")
 _SG_METHODS = ("sgld", "sghmc", "sgnht", "csgld")
+# Particle marginal Metropolis-Hastings for models with a particle-filter likelihood.
+_PMMH_METHODS = ("pmmh",)
 #: Every ``method`` that :func:`fit` accepts.
-METHODS = (*_HMC_METHODS, "svi", *_SG_METHODS)
+METHODS = (*_HMC_METHODS, "svi", *_SG_METHODS, *_PMMH_METHODS)
 _CHAIN_METHODS = ("parallel", "vectorized", "sequential")
+# probdyn.infer.pmmh.PMMHState field -> ArviZ sample_stats name.
+_PMMH_STATS = {
+    "accept_prob": "acceptance_rate",
+    "accepted": "accepted",
+    "log_likelihood": "log_likelihood_estimate",
+    "potential_energy": "lp",
+    "scale": "proposal_scale",
+}
 # numpyro HMCState field -> ArviZ sample_stats name.
 _HMC_STATS = {
     "diverging": "diverging",
@@ -52,6 +62,10 @@ def _kernel_class(method: str) -> type:
         return NUTS
     if method == "hmc":
         return HMC
+    if method == "pmmh":
+        from probdyn.infer.pmmh import PMMH
+
+        return PMMH
     try:
         sgmcmc = importlib.import_module("probdyn.infer.sgmcmc")
     except ImportError as err:  # pragma: no cover - until probdyn.infer.sgmcmc lands
@@ -199,6 +213,11 @@ def _concat(old: dict, new: dict) -> dict:
 
 
 def _sample_stats(method: str, stats: dict) -> dict:
+    if method == "pmmh":
+        out = {_PMMH_STATS[k]: v for k, v in stats.items() if k in _PMMH_STATS}
+        if "lp" in out:
+            out["lp"] = -out["lp"]
+        return out
     if method not in _HMC_METHODS:
         out = {}
         for field, value in stats.items():
@@ -258,8 +277,12 @@ def fit(
         A NumPyro model.
     *args
         Positional arguments of the model (observed data included).
-    method : {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld"}
-        Inference method. The SG-MCMC kernels come from :mod:`probdyn.infer.sgmcmc`.
+    method : {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld", "pmmh"}
+        Inference method. The SG-MCMC kernels come from :mod:`probdyn.infer.sgmcmc`;
+        "pmmh" (particle marginal Metropolis-Hastings, :class:`probdyn.infer.pmmh.PMMH`)
+        is for models whose likelihood is a particle-filter estimate
+        (:func:`probdyn.infer.particle.pf_likelihood`; gradient-based methods raise
+        ``TypeError`` on such models).
     model_kwargs : dict, optional
         Keyword arguments of the model.
     num_chains : int
@@ -313,6 +336,10 @@ def fit(
           (a NumPyro ELBO), ``stable_update`` (False).
         - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
           (``step_size``, ``schedule``, ...) and ``chain_method``.
+        - ``"pmmh"``: keyword arguments of :class:`probdyn.infer.pmmh.PMMH`
+          (``step_size``, ``target_accept_prob``, ``adapt``, ``init_strategy``) and
+          ``chain_method``. The number of particles is an argument of the model's
+          ``pf_likelihood`` call (pass it through ``*args`` or ``model_kwargs``).
 
     Returns
     -------
@@ -324,11 +351,16 @@ def fit(
         - ``sample_stats``: NUTS/HMC ``diverging``, ``n_steps``, ``acceptance_rate``,
           ``step_size``, ``energy``, ``lp`` (and NUTS ``tree_depth``); SG-MCMC the
           kernel's per-chain scalar state fields; SVI ``loss`` (negative ELBO per step,
-          dims ``("svi_step",)``).
+          dims ``("svi_step",)``); PMMH ``acceptance_rate`` (the step's
+          Metropolis-Hastings acceptance probability), ``accepted``,
+          ``log_likelihood_estimate`` (the stored particle-filter estimate of the current
+          draw), ``lp`` (log prior + that estimate, unconstrained) and ``proposal_scale``.
         - ``log_likelihood``: pointwise log-density of each observed site (event axes
-          summed), so :func:`arviz.loo` works.
+          summed), so :func:`arviz.loo` works. Omitted for PMMH: a particle-filter
+          estimate is one noisy number per draw, not a pointwise log-density, and
+          ``arviz.loo`` on it would be meaningless.
         - ``observed_data``, ``constant_data`` (when given), ``posterior_predictive``
-          (when ``predictive=True``).
+          (when ``predictive=True``; not available for PMMH, which raises).
         - ``svi_params`` (SVI): the final variational parameters, constrained.
         - ``attrs``: ``method``, ``seed``, sizes, ``options`` (JSON of strings),
           ``chain_method``, ``probdyn_version``, library versions.
@@ -389,6 +421,11 @@ def fit(
         )
     if method == "svi" and thinning != 1:
         raise ValueError(f"thinning={thinning} has no meaning for method='svi'; expected 1")
+    if method == "pmmh" and predictive:
+        raise ValueError(
+            "predictive=True is not available for method='pmmh': a particle-filter "
+            "likelihood site cannot be sampled; simulate from the posterior draws instead"
+        )
     if checkpoint_every is not None:
         checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
         if checkpoint is None:
@@ -504,9 +541,10 @@ def fit(
 
     latent_draws = {k: jnp.asarray(posterior[k]) for k in latent if k in posterior}
     groups: dict[str, Any] = {"extra_groups": extra_groups}
-    if observed:
+    if observed and method != "pmmh":
         ll = log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
         groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}
+    if observed:
         groups["observed_data"] = _observed_values(data_model, args, kwargs, observed)
     if predictive and observed:
         pp = Predictive(

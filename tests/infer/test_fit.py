@@ -279,7 +279,7 @@ def test_bad_inputs_raise_before_compiling(kwargs, error, words, monkeypatch):
 
 
 def test_methods_listed():
-    assert set(METHODS) == {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld"}
+    assert set(METHODS) == {"nuts", "hmc", "svi", "sgld", "sghmc", "sgnht", "csgld", "pmmh"}
 
 
 def _custom_guide(x, y=None):
