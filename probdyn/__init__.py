@@ -8,6 +8,20 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 from probdyn.infer import fit  # noqa: E402
-from probdyn.processes import DiscreteHMM, ReactionNetwork  # noqa: E402
+from probdyn.processes import (  # noqa: E402
+    DiscreteHMM,
+    LinearSDE,
+    ReactionNetwork,
+    SDEPath,
+    sde_path,
+)
 
-__all__ = ["DiscreteHMM", "ReactionNetwork", "__version__", "fit"]
+__all__ = [
+    "DiscreteHMM",
+    "LinearSDE",
+    "ReactionNetwork",
+    "SDEPath",
+    "__version__",
+    "fit",
+    "sde_path",
+]

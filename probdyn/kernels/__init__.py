@@ -6,11 +6,15 @@
   likelihoods, endpoint-conditioned bridges (matrix exponentials in
   :mod:`probdyn.kernels.expm`).
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
+- :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
+  Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
 - :mod:`probdyn.kernels.cme`: the chemical master equation on a truncated box (sparse
   generator action, uniformization, exact likelihood of noisy observations).
 
 The two ``path_log_likelihood`` functions are exported as ``ctmc_path_log_likelihood``
-and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``.
+and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``; ``sde.step``,
+``sde.transition_log_prob`` and ``sde.path_log_prob`` as ``sde_step``,
+``sde_transition_log_prob`` and ``sde_path_log_prob``.
 """
 
 from probdyn.kernels.cme import (
@@ -43,6 +47,21 @@ from probdyn.kernels.hmm import (
     hmm_smoother,
     hmm_two_slice_marginals,
 )
+from probdyn.kernels.sde import (
+    SDE,
+    SOLVERS,
+    langevin_sde,
+    lti_sde,
+    lti_transition,
+    noise_shape,
+    refine_times,
+    simulate,
+    simulate_from_noise,
+    stationary_covariance,
+)
+from probdyn.kernels.sde import path_log_prob as sde_path_log_prob
+from probdyn.kernels.sde import step as sde_step
+from probdyn.kernels.sde import transition_log_prob as sde_transition_log_prob
 from probdyn.kernels.ssa import Path as SSAPath
 from probdyn.kernels.ssa import (
     gillespie,
@@ -53,6 +72,8 @@ from probdyn.kernels.ssa import (
 from probdyn.kernels.ssa import path_log_likelihood as ssa_path_log_likelihood
 
 __all__ = [
+    "SDE",
+    "SOLVERS",
     "BridgePath",
     "HMMFilterResult",
     "HMMPosterior",
@@ -76,6 +97,17 @@ __all__ = [
     "hmm_sample_states",
     "hmm_smoother",
     "hmm_two_slice_marginals",
+    "langevin_sde",
+    "lti_sde",
+    "lti_transition",
+    "noise_shape",
+    "refine_times",
+    "sde_path_log_prob",
+    "sde_step",
+    "sde_transition_log_prob",
+    "simulate",
+    "simulate_from_noise",
+    "stationary_covariance",
     "mass_action_propensities",
     "sample_bridge",
     "ssa_path_log_likelihood",

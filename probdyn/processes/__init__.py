@@ -2,5 +2,21 @@
 
 from probdyn.processes.hmm import DiscreteHMM
 from probdyn.processes.reaction import ReactionNetwork, ReactionPath
+from probdyn.processes.sde import (
+    KalmanFilterResult,
+    KalmanSmootherResult,
+    LinearSDE,
+    SDEPath,
+    sde_path,
+)
 
-__all__ = ["DiscreteHMM", "ReactionNetwork", "ReactionPath"]
+__all__ = [
+    "DiscreteHMM",
+    "KalmanFilterResult",
+    "KalmanSmootherResult",
+    "LinearSDE",
+    "ReactionNetwork",
+    "ReactionPath",
+    "SDEPath",
+    "sde_path",
+]

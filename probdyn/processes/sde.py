@@ -1,0 +1,591 @@
+"""SDE path distributions, a non-centred path helper and linear-Gaussian SDEs for NumPyro.
+
+- :class:`SDEPath`: a distribution over a latent path on a time grid, with the
+  Euler-Maruyama (or exact linear) Gaussian transition density (centred form).
+- :func:`sde_path`: the same path written as a deterministic function of standard-normal
+  increments, a sample site ``f"{name}_noise"`` (non-centred form, for NUTS without
+  funnels between the diffusion scale and the path).
+- :class:`LinearSDE`: :math:`dX = (AX + b)dt + L dW` observed at irregular times through
+  :math:`y_i = H x(t_i) + \\varepsilon_i`, :math:`\\varepsilon_i \\sim \\mathcal N(0, R)`,
+  with the path marginalised exactly by a Kalman filter (``lax.scan``); OU and Matérn
+  constructors.
+
+References
+----------
+S. Särkkä and A. Solin, "Applied Stochastic Differential Equations", Cambridge University
+Press, 2019 (LTI transitions, Matérn state-space forms, RTS smoothing).
+J. Hartikainen and S. Särkkä, "Kalman filtering and smoothing solutions to temporal
+Gaussian process regression models", IEEE MLSP 2010.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.typing import ArrayLike
+from numpyro.distributions import Distribution, constraints
+
+from probdyn.kernels import sde as K_
+
+__all__ = [
+    "KalmanFilterResult",
+    "KalmanSmootherResult",
+    "LinearSDE",
+    "SDEPath",
+    "sde_path",
+]
+
+
+def _flat_vmap(fn, args, batch, event_ndims):
+    """``vmap`` ``fn`` over the leading ``batch`` axes of ``args`` (arrays with
+    ``event_ndims`` trailing event axes each, broadcast to the batch), flattened to one."""
+    n = int(np.prod(batch))
+    flat = []
+    for a, ne in zip(args, event_ndims, strict=True):
+        ev = a.shape[a.ndim - ne :]
+        flat.append(jnp.broadcast_to(a, batch + ev).reshape((n,) + ev))
+    out = jax.vmap(fn)(*flat)
+    return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+
+def _initial_dim(initial, name="initial"):
+    if isinstance(initial, Distribution):
+        if len(initial.event_shape) != 1:
+            raise ValueError(
+                f"{name} must be a distribution with event shape (D,); got "
+                f"event_shape={initial.event_shape} (use .to_event(1))"
+            )
+        return initial.event_shape[0], tuple(initial.batch_shape)
+    initial = jnp.asarray(initial)
+    if initial.ndim < 1:
+        raise ValueError(f"{name} must be a distribution or an array (..., D); got a scalar")
+    return initial.shape[-1], tuple(initial.shape[:-1])
+
+
+class SDEPath(Distribution):
+    r"""Distribution over an SDE path on a (sub-stepped) time grid.
+
+    With the grid :math:`s_0 < \dots < s_N` of ``substeps`` equal sub-steps between
+    consecutive ``times`` (:func:`probdyn.kernels.sde.refine_times`, N = (T-1) * substeps),
+
+    .. math::
+
+        \log p(y_{0:N}) = \log p_0(y_0) + \sum_{n=0}^{N-1}
+            \log \mathcal N\big(y_{n+1};\, y_n + f(s_n, y_n)\,\Delta_n,\,
+            g g^\top(s_n, y_n)\,\Delta_n\big),
+
+    the Euler-Maruyama density, or with ``solver="exact"`` (``sde`` from
+    :func:`probdyn.kernels.sde.lti_sde`) the exact linear-Gaussian transitions, so that
+    ``sample`` and ``log_prob`` describe the same distribution.
+
+    Parameters
+    ----------
+    sde : probdyn.kernels.sde.SDE
+        Itô SDE.
+    initial : Distribution or ArrayLike
+        Distribution of :math:`y_0` with event shape (D,), or a fixed state (..., D) (then
+        it contributes no density and ``value[..., 0, :]`` is taken as given).
+    times : ArrayLike, shape (T,)
+        Strictly increasing observation times.
+    params : pytree
+        Parameters of ``drift``/``diffusion`` (shared by all batch members).
+    solver : {"euler", "exact"}
+        Other solvers have no tractable transition density: use :func:`sde_path`.
+    substeps : int
+        Sub-steps per observation interval; the sub-step states are part of the value.
+    validate_args : bool, optional
+
+    Notes
+    -----
+    ``event_shape`` is ``((T-1) * substeps + 1, D)`` (``(T, D)`` for ``substeps=1``);
+    ``value[..., ::substeps, :]`` are the states at ``times``. ``batch_shape`` is that of
+    ``initial``.
+    """
+
+    arg_constraints = {"times": constraints.ordered_vector}
+    pytree_data_fields = ("initial", "times", "params")
+    pytree_aux_fields = ("sde", "solver", "substeps")
+    support = constraints.independent(constraints.real, 2)
+
+    def __init__(
+        self,
+        sde: K_.SDE,
+        initial: Distribution | ArrayLike,
+        times: ArrayLike,
+        params: Any = None,
+        solver: str = "euler",
+        substeps: int = 1,
+        validate_args: bool | None = None,
+    ):
+        if solver not in ("euler", "exact"):
+            raise ValueError(
+                f"solver must be 'euler' or 'exact' for SDEPath (a tractable density); got "
+                f"{solver!r}; use sde_path(...) for other solvers"
+            )
+        K_._get_solver(solver, sde)
+        times = K_._check_times(times)
+        substeps = K_._check_substeps(substeps)
+        D, batch_shape = _initial_dim(initial)
+        if not isinstance(initial, Distribution):
+            initial = jnp.asarray(initial)
+        K_._check_sde_shapes(sde, jnp.zeros(D, times.dtype), times[0], params)
+        self.sde, self.initial, self.times, self.params = sde, initial, times, params
+        self.solver, self.substeps = solver, substeps
+        N = (times.shape[0] - 1) * substeps
+        super().__init__(batch_shape, (N + 1, D), validate_args=validate_args)
+
+    @property
+    def grid(self) -> jax.Array:
+        """Time grid of the value's time axis, shape ((T-1) * substeps + 1,)."""
+        return K_.refine_times(self.times, self.substeps)
+
+    def log_prob(self, value: ArrayLike) -> jax.Array:
+        """Log-density of paths ``value`` (..., N+1, D); returns (...)."""
+        value = jnp.asarray(value)
+        if value.ndim < 2 or value.shape[-2:] != self.event_shape:
+            raise ValueError(f"value must have shape (..., {self.event_shape}); got {value.shape}")
+        if self._validate_args:
+            self._validate_sample(value)
+        batch = jnp.broadcast_shapes(value.shape[:-2], self.batch_shape)
+        grid = self.grid
+
+        def one(path):
+            return K_.path_log_prob(self.sde, path, grid, self.params, solver=self.solver)
+
+        lp = _flat_vmap(one, (value,), batch, (2,))
+        if isinstance(self.initial, Distribution):
+            lp = lp + self.initial.log_prob(value[..., 0, :])
+        return lp
+
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        """Simulated paths, shape (*sample_shape, *batch_shape, N+1, D)."""
+        shape = tuple(sample_shape) + self.batch_shape
+        k0, k1 = jax.random.split(key)
+        if isinstance(self.initial, Distribution):
+            y0 = self.initial.expand(self.batch_shape).sample(k0, tuple(sample_shape))
+        else:
+            y0 = jnp.broadcast_to(self.initial, shape + self.event_shape[-1:])
+        keys = jax.random.split(k1, int(np.prod(shape))).reshape(shape + (-1,))
+
+        def one(k, y):
+            return K_.simulate(
+                k,
+                self.sde,
+                y,
+                self.times,
+                self.params,
+                solver=self.solver,
+                substeps=self.substeps,
+                save_substeps=True,
+            )
+
+        return _flat_vmap(one, (keys, y0), shape, (1, 1))
+
+
+def sde_path(
+    name: str,
+    sde: K_.SDE,
+    initial: Distribution | ArrayLike,
+    times: ArrayLike,
+    params: Any = None,
+    *,
+    solver: str = "euler",
+    substeps: int = 1,
+    save_substeps: bool = False,
+) -> jax.Array:
+    """Non-centred SDE path inside a NumPyro model.
+
+    Draws the initial state as the site ``f"{name}_init"`` (when ``initial`` is a
+    distribution) and standard normals ``f"{name}_noise"`` of shape
+    ``((T-1) * substeps, *noise_shape)`` (:func:`probdyn.kernels.sde.noise_shape`), maps them
+    through :func:`probdyn.kernels.sde.simulate_from_noise`, records the path with
+    ``numpyro.deterministic(name, path)`` and returns it. The model's density over the
+    latent sites is then the prior of ``initial`` plus N(0, 1) terms, independent of
+    ``params``, which removes the funnel between diffusion parameters and the path.
+    Any solver works. Inside a ``numpyro.plate`` the noise site gets the plate's batch axes
+    and the path is simulated for each.
+
+    Parameters
+    ----------
+    name : str
+    sde : probdyn.kernels.sde.SDE
+    initial : Distribution or ArrayLike
+        Distribution with event shape (D,), or a fixed state (D,).
+    times : ArrayLike, shape (T,)
+    params : pytree
+    solver : str
+    substeps : int
+    save_substeps : bool
+        Return (and record) the sub-step states too.
+
+    Returns
+    -------
+    Array, shape (..., T, D), or (..., (T-1) * substeps + 1, D) with ``save_substeps``
+    """
+    times = K_._check_times(times)
+    substeps = K_._check_substeps(substeps)
+    D, _ = _initial_dim(initial)
+    if isinstance(initial, Distribution):
+        y0 = numpyro.sample(f"{name}_init", initial)
+    else:
+        y0 = jnp.asarray(initial)
+    y_probe = jnp.zeros(D, jnp.result_type(y0, times))
+    K_._check_sde_shapes(sde, y_probe, times[0], params)
+    nshape = ((times.shape[0] - 1) * substeps,) + K_.noise_shape(sde, y_probe, params, solver)
+    z = numpyro.sample(f"{name}_noise", dist.Normal(0.0, 1.0).expand(nshape).to_event(2))
+    batch = jnp.broadcast_shapes(y0.shape[:-1], z.shape[:-2])
+
+    def one(y, zz):
+        return K_.simulate_from_noise(
+            sde,
+            y,
+            times,
+            params,
+            zz,
+            solver=solver,
+            substeps=substeps,
+            save_substeps=save_substeps,
+        )
+
+    path = _flat_vmap(one, (y0, z), batch, (1, 2)) if batch else one(y0, z)
+    numpyro.deterministic(name, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# linear-Gaussian SDEs, Kalman filtering
+# --------------------------------------------------------------------------------------
+
+
+class KalmanFilterResult(NamedTuple):
+    """Kalman filter output: means (T, D), covariances (T, D, D), log-likelihood ()."""
+
+    filtered_means: jax.Array
+    filtered_covs: jax.Array
+    predicted_means: jax.Array
+    predicted_covs: jax.Array
+    log_likelihood: jax.Array
+
+
+class KalmanSmootherResult(NamedTuple):
+    """RTS smoother output: means (T, D), covariances (T, D, D), log-likelihood ()."""
+
+    smoothed_means: jax.Array
+    smoothed_covs: jax.Array
+    log_likelihood: jax.Array
+
+
+def _matern_state_space(nu, lengthscale, variance, dtype):
+    """(A, L) of the Matérn-nu prior (nu in {0.5, 1.5, 2.5}); Särkkä & Solin (2019) 12.3."""
+    ell, s2 = jnp.asarray(lengthscale, dtype), jnp.asarray(variance, dtype)
+    z, o = jnp.zeros((), dtype), jnp.ones((), dtype)
+    if nu == 0.5:
+        lam = 1.0 / ell
+        return -lam.reshape(1, 1), jnp.sqrt(2.0 * lam * s2).reshape(1, 1)
+    if nu == 1.5:
+        lam = math.sqrt(3.0) / ell
+        A = jnp.stack([jnp.stack([z, o]), jnp.stack([-(lam**2), -2.0 * lam])])
+        return A, jnp.stack([z, jnp.sqrt(4.0 * lam**3 * s2)]).reshape(2, 1)
+    lam = math.sqrt(5.0) / ell
+    A = jnp.stack(
+        [jnp.stack([z, o, z]), jnp.stack([z, z, o]), jnp.stack([-(lam**3), -3 * lam**2, -3 * lam])]
+    )
+    return A, jnp.stack([z, z, jnp.sqrt(16.0 / 3.0 * lam**5 * s2)]).reshape(3, 1)
+
+
+class LinearSDE(Distribution):
+    r"""A linear time-invariant SDE observed with Gaussian noise; the path marginalised.
+
+    .. math::
+
+        dX = (AX + b)\,dt + L\,dW, \quad X(t_0) \sim \mathcal N(m_0, P_0), \quad
+        y_i = H X(t_i) + \varepsilon_i, \;\varepsilon_i \sim \mathcal N(0, R),
+
+    a distribution over observations ``y`` with event shape (T, obs_dim). ``log_prob`` is
+    the exact marginal likelihood from a Kalman filter over the exact transitions
+    :math:`X_{i+1} \mid X_i \sim \mathcal N(\Phi_i X_i + c_i, Q_i)` (one ``lax.scan``),
+    differentiable in every parameter. With ``initial_cov=None`` the process starts
+    stationary (:math:`P_0 = P_\infty`, the Lyapunov solution; A must be stable) and
+    :math:`Q_i = P_\infty - \Phi_i P_\infty \Phi_i^\top` (no cancellation at long gaps);
+    otherwise :math:`Q_i` comes from Van Loan's matrix exponential.
+
+    Parameters
+    ----------
+    A : ArrayLike, shape (D, D)
+    b : ArrayLike, shape (D,)
+    L : ArrayLike, shape (D, M)
+    H : ArrayLike, shape (obs_dim, D)
+    obs_cov : ArrayLike, shape (obs_dim, obs_dim)
+        Observation noise covariance R (positive definite).
+    times : ArrayLike, shape (T,)
+        Strictly increasing observation times.
+    initial_mean : ArrayLike, shape (D,), optional
+        Defaults to the stationary mean :math:`-A^{-1} b`.
+    initial_cov : ArrayLike, shape (D, D), optional
+        Defaults to the stationary covariance.
+    validate_args : bool, optional
+
+    Notes
+    -----
+    ``batch_shape`` is (): parameters are not batched, but ``log_prob``/``filter``/
+    ``smooth`` accept values with leading batch axes. Missing observations are not
+    supported. Constructors: :meth:`ou`, :meth:`matern`.
+    """
+
+    arg_constraints = {
+        "A": constraints.real_matrix,
+        "b": constraints.real_vector,
+        "L": constraints.real_matrix,
+        "H": constraints.real_matrix,
+        "obs_cov": constraints.positive_definite,
+        "times": constraints.ordered_vector,
+        "initial_mean": constraints.real_vector,
+        "initial_cov": constraints.positive_definite,
+    }
+    pytree_data_fields = ("A", "b", "L", "H", "obs_cov", "times", "initial_mean", "initial_cov")
+    pytree_aux_fields = ("stationary",)
+    support = constraints.independent(constraints.real, 2)
+
+    def __init__(
+        self,
+        A: ArrayLike,
+        b: ArrayLike,
+        L: ArrayLike,
+        H: ArrayLike,
+        obs_cov: ArrayLike,
+        times: ArrayLike,
+        initial_mean: ArrayLike | None = None,
+        initial_cov: ArrayLike | None = None,
+        validate_args: bool | None = None,
+    ):
+        A, b, L = K_._check_lti(A, b, L)
+        D = A.shape[0]
+        dtype = A.dtype
+        H, R = jnp.asarray(H, dtype), jnp.asarray(obs_cov, dtype)
+        if H.ndim != 2 or H.shape[1] != D:
+            raise ValueError(f"H must have shape (obs_dim, D) with D={D}; got {H.shape}")
+        O = H.shape[0]
+        if R.shape != (O, O):
+            raise ValueError(
+                f"obs_cov must have shape (obs_dim, obs_dim) = ({O}, {O}); got {R.shape}"
+            )
+        times = K_._check_times(times).astype(dtype)
+        self.stationary = initial_cov is None
+        if initial_mean is None:
+            initial_mean = jnp.linalg.solve(A, -b)
+        if initial_cov is None:
+            initial_cov = K_.stationary_covariance(A, L)
+        m0, P0 = jnp.asarray(initial_mean, dtype), jnp.asarray(initial_cov, dtype)
+        if m0.shape != (D,):
+            raise ValueError(f"initial_mean must have shape (D,) = ({D},); got {m0.shape}")
+        if P0.shape != (D, D):
+            raise ValueError(f"initial_cov must have shape (D, D) = ({D}, {D}); got {P0.shape}")
+        self.A, self.b, self.L, self.H, self.obs_cov, self.times = A, b, L, H, R, times
+        self.initial_mean, self.initial_cov = m0, P0
+        super().__init__((), (times.shape[0], O), validate_args=validate_args)
+
+    # ---------------------------------------------------------------- constructors
+
+    @classmethod
+    def ou(
+        cls,
+        theta: ArrayLike,
+        mu: ArrayLike,
+        sigma: ArrayLike,
+        times: ArrayLike,
+        obs_scale: ArrayLike,
+        validate_args: bool | None = None,
+    ) -> LinearSDE:
+        """Stationary scalar OU :math:`dX = \\theta(\\mu - X)dt + \\sigma dW`, observed with
+        N(0, obs_scale^2) noise; event shape (T, 1)."""
+        th, mu, sg = (jnp.asarray(x, dtype=jnp.result_type(float)) for x in (theta, mu, sigma))
+        one = jnp.ones((1, 1), th.dtype)
+        return cls(
+            -th * one,
+            (th * mu).reshape(1),
+            sg * one,
+            one,
+            jnp.asarray(obs_scale, th.dtype) ** 2 * one,
+            times,
+            validate_args=validate_args,
+        )
+
+    @classmethod
+    def matern(
+        cls,
+        nu: float,
+        lengthscale: ArrayLike,
+        variance: ArrayLike,
+        times: ArrayLike,
+        obs_scale: ArrayLike,
+        validate_args: bool | None = None,
+    ) -> LinearSDE:
+        """Stationary zero-mean GP with a Matérn-nu kernel (nu in {0.5, 1.5, 2.5}) as a
+        state-space model with state dim nu + 1/2, observing the first state component with
+        N(0, obs_scale^2) noise; event shape (T, 1). Kernels: :math:`\\sigma^2 e^{-r/\\ell}`,
+        :math:`\\sigma^2 (1 + \\sqrt3 r/\\ell) e^{-\\sqrt3 r/\\ell}`,
+        :math:`\\sigma^2 (1 + \\sqrt5 r/\\ell + 5r^2/3\\ell^2) e^{-\\sqrt5 r/\\ell}`."""
+        if nu not in (0.5, 1.5, 2.5):
+            raise ValueError(f"nu must be 0.5, 1.5 or 2.5; got {nu!r}")
+        dtype = jnp.result_type(float)
+        A, L = _matern_state_space(nu, lengthscale, variance, dtype)
+        D = A.shape[0]
+        H = jnp.zeros((1, D), dtype).at[0, 0].set(1.0)
+        R = (jnp.asarray(obs_scale, dtype) ** 2).reshape(1, 1)
+        return cls(A, jnp.zeros(D, dtype), L, H, R, times, validate_args=validate_args)
+
+    # ---------------------------------------------------------------- transitions
+
+    def transitions(self):
+        """Exact transitions between consecutive times: Phi (T-1, D, D), c (T-1, D),
+        Q (T-1, D, D)."""
+        return _lti_transitions(
+            self.A,
+            self.b,
+            self.L,
+            self.initial_mean,
+            self.initial_cov,
+            self.times,
+            self.stationary,
+        )
+
+    def _check_value(self, value, name="value"):
+        value = jnp.asarray(value)
+        if value.ndim < 2 or value.shape[-2:] != self.event_shape:
+            raise ValueError(f"{name} must have shape (..., {self.event_shape}); got {value.shape}")
+        return value
+
+    def _map(self, fn, value):
+        value = self._check_value(value)
+        batch = value.shape[:-2]
+        args = (*self.transitions(), self.H, self.obs_cov, self.initial_mean, self.initial_cov)
+        out = fn(value.reshape((-1,) + self.event_shape).astype(self.A.dtype), *args)
+        return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
+
+    def filter(self, obs: ArrayLike) -> KalmanFilterResult:
+        """Kalman filter of ``obs`` (..., T, obs_dim): filtered and one-step predicted
+        means (..., T, D) and covariances (..., T, D, D), log-likelihood (...)."""
+        return self._map(_kalman_filter_batched, obs)
+
+    def smooth(self, obs: ArrayLike) -> KalmanSmootherResult:
+        """Rauch-Tung-Striebel smoother: marginal posterior means (..., T, D) and
+        covariances (..., T, D, D) of the state at ``times``, and the log-likelihood."""
+        return self._map(_rts_smoother_batched, obs)
+
+    def log_prob(self, value: ArrayLike) -> jax.Array:
+        """Exact marginal log-likelihood of observations (..., T, obs_dim); returns (...)."""
+        value = self._check_value(value)
+        if self._validate_args:
+            self._validate_sample(value)
+        return self.filter(value).log_likelihood
+
+    def sample_with_states(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
+        """Draw states (*sample_shape, T, D) and observations (*sample_shape, T, obs_dim)."""
+        Phi, c, Q = self.transitions()
+        Cq = _chol_batched(Q)
+        C0 = K_._chol_psd(self.initial_cov)
+        Cr = jnp.linalg.cholesky(self.obs_cov)
+        T, O = self.event_shape
+        D = self.A.shape[0]
+        k0, k1, k2 = jax.random.split(key, 3)
+        shape = tuple(sample_shape)
+        dtype = self.A.dtype
+        x0 = self.initial_mean + jax.random.normal(k0, shape + (D,), dtype) @ C0.T
+        z = jax.random.normal(k1, shape + (T - 1, D), dtype)
+
+        n = int(np.prod(shape))
+        xs = _sample_states_batched(x0.reshape(n, D), z.reshape(n, T - 1, D), Phi, c, Cq)
+        xs = xs.reshape(shape + (T, D))
+        e = jax.random.normal(k2, shape + (T, O), dtype) @ Cr.T
+        return xs, xs @ self.H.T + e
+
+    def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:
+        """Draw observations, shape (*sample_shape, T, obs_dim)."""
+        return self.sample_with_states(key, sample_shape)[1]
+
+
+# --------------------------------------------------------------------------------------
+# Kalman kernels (module level and jitted, so that compilations are shared by instances)
+# --------------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnames="stationary")
+def _lti_transitions(A, b, L, m0, P0, times, stationary):
+    dts = jnp.diff(times)
+    if not stationary:
+        return jax.vmap(lambda dt: K_._lti_transition(A, b, L, dt))(dts)
+    Phi = jax.vmap(lambda dt: jax.scipy.linalg.expm(A * dt))(dts)
+    c = m0 - Phi @ m0
+    Q = P0 - jnp.einsum("nij,jk,nlk->nil", Phi, P0, Phi)
+    return Phi, c, 0.5 * (Q + jnp.swapaxes(Q, -1, -2))
+
+
+def _kalman_filter(y, Phi, c, Q, H, R, m0, P0):
+    """Kalman filter of one sequence y (T, O) over transitions (T-1, ...)."""
+    D = m0.shape[0]
+    eye = jnp.eye(D, dtype=Phi.dtype)
+    pad = (eye[None], jnp.zeros((1, D), c.dtype), jnp.zeros_like(Q[:1]))
+    xs = (y,) + tuple(jnp.concatenate([a, p]) for a, p in zip((Phi, c, Q), pad, strict=True))
+
+    def body(carry, x):
+        m, P = carry
+        yt, F, ct, Qt = x
+        S = H @ P @ H.T + R
+        C = jnp.linalg.cholesky(S)
+        Kt = jax.scipy.linalg.cho_solve((C, True), H @ P).T  # P H^T S^-1
+        r = yt - H @ m
+        ll = K_._mvn_logpdf_chol(r, C)
+        mf = m + Kt @ r
+        IKH = eye - Kt @ H
+        Pf = IKH @ P @ IKH.T + Kt @ R @ Kt.T  # Joseph form
+        mp = F @ mf + ct
+        Pp = F @ Pf @ F.T + Qt
+        return (mp, 0.5 * (Pp + Pp.T)), (mf, Pf, m, P, ll)
+
+    _, (mf, Pf, mp, Pp, ll) = jax.lax.scan(body, (m0, P0), xs)
+    return KalmanFilterResult(mf, Pf, mp, Pp, jnp.sum(ll))
+
+
+def _rts_smoother(y, Phi, c, Q, H, R, m0, P0):
+    """Rauch-Tung-Striebel smoother of one sequence y (T, O)."""
+    f = _kalman_filter(y, Phi, c, Q, H, R, m0, P0)
+
+    def body(carry, x):
+        ms, Ps = carry
+        mf, Pf, F, mp, Pp = x
+        C = jnp.linalg.cholesky(Pp)
+        G = jax.scipy.linalg.cho_solve((C, True), F @ Pf).T  # Pf F^T Pp^-1
+        m = mf + G @ (ms - mp)
+        P = Pf + G @ (Ps - Pp) @ G.T
+        return (m, 0.5 * (P + P.T)), (m, 0.5 * (P + P.T))
+
+    xs = (f.filtered_means[:-1], f.filtered_covs[:-1], Phi)
+    xs = xs + (f.predicted_means[1:], f.predicted_covs[1:])
+    init = (f.filtered_means[-1], f.filtered_covs[-1])
+    _, (ms, Ps) = jax.lax.scan(body, init, xs, reverse=True)
+    ms = jnp.concatenate([ms, init[0][None]])
+    Ps = jnp.concatenate([Ps, init[1][None]])
+    return KalmanSmootherResult(ms, Ps, f.log_likelihood)
+
+
+def _sample_states(x0, z, Phi, c, Cq):
+    def body(x, inp):
+        F, ct, C, zt = inp
+        x = F @ x + ct + C @ zt
+        return x, x
+
+    return jnp.concatenate([x0[None], jax.lax.scan(body, x0, (Phi, c, Cq, z))[1]])
+
+
+_IN_AXES = (0,) + (None,) * 7
+_kalman_filter_batched = jax.jit(jax.vmap(_kalman_filter, in_axes=_IN_AXES))
+_rts_smoother_batched = jax.jit(jax.vmap(_rts_smoother, in_axes=_IN_AXES))
+_chol_batched = jax.jit(jax.vmap(K_._chol_psd))
+_sample_states_batched = jax.jit(jax.vmap(_sample_states, in_axes=(0, 0, None, None, None)))
