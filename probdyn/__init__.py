@@ -11,6 +11,8 @@ from probdyn.infer import fit  # noqa: E402
 from probdyn.processes import (  # noqa: E402
     DiscreteHMM,
     LinearSDE,
+    MarkovJumpProcess,
+    ObservedCTMC,
     ReactionNetwork,
     SDEPath,
     sde_path,
@@ -19,6 +21,8 @@ from probdyn.processes import (  # noqa: E402
 __all__ = [
     "DiscreteHMM",
     "LinearSDE",
+    "MarkovJumpProcess",
+    "ObservedCTMC",
     "ReactionNetwork",
     "SDEPath",
     "__version__",

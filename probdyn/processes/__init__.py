@@ -1,5 +1,12 @@
 """NumPyro distributions over whole trajectories, built on :mod:`probdyn.kernels`."""
 
+from probdyn.processes.ctmc import (
+    CTMCPath,
+    MarkovJumpProcess,
+    ObservedCTMC,
+    ObservedCTMCPath,
+    mean_dwell_times,
+)
 from probdyn.processes.hmm import DiscreteHMM
 from probdyn.processes.reaction import ReactionNetwork, ReactionPath
 from probdyn.processes.sde import (
@@ -11,12 +18,17 @@ from probdyn.processes.sde import (
 )
 
 __all__ = [
+    "CTMCPath",
     "DiscreteHMM",
     "KalmanFilterResult",
     "KalmanSmootherResult",
     "LinearSDE",
+    "MarkovJumpProcess",
+    "ObservedCTMC",
+    "ObservedCTMCPath",
     "ReactionNetwork",
     "ReactionPath",
     "SDEPath",
+    "mean_dwell_times",
     "sde_path",
 ]
