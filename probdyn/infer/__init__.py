@@ -1,6 +1,14 @@
-"""Inference front door (:func:`fit`), SG-MCMC kernels, particle filters and PMMH."""
+"""Inference front door (:func:`fit`), SG-MCMC kernels, particle filters and PMMH, latent SDEs."""
 
 from probdyn.infer.fit import METHODS, fit
+from probdyn.infer.latent_sde import (
+    GRUEncoder,
+    LatentSDE,
+    LatentSDEELBO,
+    OrnsteinUhlenbeckDrift,
+    PosteriorDriftMLP,
+    linear_kl_schedule,
+)
 from probdyn.infer.particle import (
     ParticleFilterResult,
     Propagation,
@@ -14,10 +22,15 @@ from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_m
 
 __all__ = [
     "CSGLD",
+    "GRUEncoder",
     "KERNELS",
+    "LatentSDE",
+    "LatentSDEELBO",
     "METHODS",
+    "OrnsteinUhlenbeckDrift",
     "PMMH",
     "PMMHState",
+    "PosteriorDriftMLP",
     "ParticleFilterResult",
     "Propagation",
     "SGHMC",
@@ -25,6 +38,7 @@ __all__ = [
     "SGNHT",
     "fit",
     "full_data_model",
+    "linear_kl_schedule",
     "particle_filter",
     "pf_likelihood",
     "reaction_transition",

@@ -504,6 +504,10 @@ def fit(
             progress_bar=progress_bar,
             partial_idata=lambda losses: build({}, {"loss": _loss_array(losses)}),
         )
+        # the model's own numpyro.param sites (e.g. a learned readout) keep their fitted
+        # values whenever the model is replayed: deterministic sites, log_likelihood,
+        # posterior_predictive
+        data_model = handlers.substitute(data_model, data=params)
         posterior = draw_from_guide(
             data_model,
             guide,

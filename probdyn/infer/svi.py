@@ -265,7 +265,8 @@ def draw_from_guide(
     """Posterior draws from a fitted guide, constrained, with the model's deterministic sites.
 
     AutoGuides draw with ``sample_posterior`` (so ``"laplace"`` uses its Hessian); a
-    guide callable draws with ``Predictive(guide, params=params)``. Deterministic sites
+    guide callable draws with ``Predictive(guide, params=params)``, its subsampled plates
+    running over all data points. Deterministic sites
     come from replaying the model on the draws.
 
     Returns
@@ -277,7 +278,11 @@ def draw_from_guide(
     if isinstance(guide, autoguide.AutoGuide):
         draws = guide.sample_posterior(key_guide, params, *args, sample_shape=(total,), **kwargs)
     else:
-        draws = Predictive(guide, params=params, num_samples=total)(key_guide, *args, **kwargs)
+        # A guide callable may subsample plates (minibatch SVI); draw for every data point.
+        from probdyn.infer.sgmcmc import full_data_model
+
+        full_guide = full_data_model(guide)
+        draws = Predictive(full_guide, params=params, num_samples=total)(key_guide, *args, **kwargs)
     draws = {k: v for k, v in draws.items() if k in latent}
     missing = sorted(set(latent) - set(draws))
     if missing:

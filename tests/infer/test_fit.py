@@ -327,3 +327,27 @@ def test_every_guide_gives_posterior_draws(guide, extra):
         assert np.all(w == w[0, 0])
     elif guide in ("mvn", "laplace"):
         np.testing.assert_allclose(np.cov(w.reshape(-1, 2).T), cov, atol=0.25 * sd.max() ** 2)
+
+
+def test_svi_replays_the_model_with_its_fitted_params():
+    """A model-side numpyro.param (here the noise scale) is used at its fitted value."""
+    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 3.0, size=200))
+
+    def model(y=None):
+        scale = numpyro.param("scale", 1.0, constraint=dist.constraints.positive)
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("data", 200):
+            numpyro.sample("y", dist.Normal(mu, scale), obs=y)
+
+    idata = fit(
+        model, model_kwargs={"y": y}, method="svi", guide="delta", num_steps=1500,
+        num_samples=1, num_chains=1, progress_bar=False, seed=0,
+        optimizer="adam", learning_rate=0.05,
+    )  # fmt: skip
+    scale = float(idata.svi_params["scale"])
+    assert abs(scale - float(jnp.std(y))) < 0.1
+    mu = float(idata.posterior["mu"].values.ravel()[0])
+    expected = dist.Normal(mu, scale).log_prob(y)
+    np.testing.assert_allclose(
+        idata.log_likelihood["y"].values.reshape(-1), np.asarray(expected), rtol=1e-4
+    )
