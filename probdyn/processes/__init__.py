@@ -8,6 +8,7 @@ from probdyn.processes.ctmc import (
     mean_dwell_times,
 )
 from probdyn.processes.hmm import DiscreteHMM
+from probdyn.processes.panel import PanelCTMC, generator_from_log_rates
 from probdyn.processes.reaction import ReactionNetwork, ReactionPath
 from probdyn.processes.sde import (
     KalmanFilterResult,
@@ -26,9 +27,11 @@ __all__ = [
     "MarkovJumpProcess",
     "ObservedCTMC",
     "ObservedCTMCPath",
+    "PanelCTMC",
     "ReactionNetwork",
     "ReactionPath",
     "SDEPath",
+    "generator_from_log_rates",
     "mean_dwell_times",
     "sde_path",
 ]
