@@ -36,8 +36,22 @@ def _check_sir_epidemic(m):
     assert sum(m["exact_covers_truth_90"].values()) >= 2
 
 
+def _check_double_well(m):
+    assert m["divergences"] == 0
+    assert m["rhat_max"] < 1.01  # theta, sigma
+    assert m["rhat_max_latent"] < 1.05  # every latent scalar, 2 chains
+    assert m["mean_leapfrog_steps"] < 64  # the forward (non-bridge) form needs ~250
+    assert m["coverage_90"] >= 0.5
+    assert m["path_coverage_90"] >= 0.75
+    assert m["rate_covered"]
+    se = m["true_rate_simulated_se"]
+    exact = m["true_rate_exact"]
+    assert abs(m["true_rate_simulated"] - exact) < 4 * se + 0.03 * exact
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
+    "double_well": _check_double_well,
     "hmm_regimes": _check_hmm_regimes,
     "lotka_volterra_ssa": _check_lotka_volterra_ssa,
     "sir_epidemic": _check_sir_epidemic,
