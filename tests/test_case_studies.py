@@ -49,8 +49,17 @@ def _check_double_well(m):
     assert abs(m["true_rate_simulated"] - exact) < 4 * se + 0.03 * exact
 
 
+def _check_langevin_neural(m):
+    for name in ("langevin", "lds", "latent_sde"):
+        assert 0.03 < m[f"{name}_co_bps"] <= m["oracle_co_bps"] + 0.02
+        assert m[f"{name}_fp_bps"] > 0.0
+        assert m[f"{name}_rate_r2"] > 0.4
+    assert m["langevin_latent_r2"] > 0.5
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
+    "langevin_neural": _check_langevin_neural,
     "double_well": _check_double_well,
     "hmm_regimes": _check_hmm_regimes,
     "lotka_volterra_ssa": _check_lotka_volterra_ssa,
