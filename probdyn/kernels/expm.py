@@ -198,9 +198,16 @@ def _solve(A, B):
 
 
 def _scaling(a, bound):
-    """Squarings ``s`` (int32) with ``a / 2^s <= bound`` and the scaled value ``a / 2^s``."""
+    """Squarings ``s`` (int32) with ``a / 2^s <= bound`` and the scaled value ``a / 2^s``.
+
+    ``s`` is capped at the exponent range of the dtype: an infinite or NaN ``a`` (a
+    generator that overflowed, e.g. NUTS trying an extreme step) would otherwise cast to
+    a huge int32 and the squaring ``while_loop`` would never end; with the cap the result
+    is non-finite, which samplers read as a rejected proposal.
+    """
+    cap = jnp.finfo(jnp.result_type(a)).maxexp + 32
     s = jnp.ceil(jnp.log2(jnp.maximum(a, bound) / bound))
-    s = jnp.maximum(s, 0.0)
+    s = jnp.clip(jnp.where(jnp.isnan(s), cap, s), 0.0, cap)
     return s.astype(jnp.int32), a / jnp.exp2(s)
 
 

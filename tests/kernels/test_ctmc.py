@@ -468,3 +468,15 @@ def test_bad_bridge_inputs():
         sample_bridge(k, GOOD, 0, 1, 0.0, 4)
     with pytest.raises(ValueError, match="max_jumps"):
         sample_bridge(k, GOOD, 0, 1, 1.0, 0)
+
+
+@pytest.mark.parametrize("method", ["pade", "uniformization"])
+def test_non_finite_generator_terminates_with_non_finite_output(method):
+    """An overflowed generator (NUTS at an extreme step) must not hang the squaring loop."""
+    Q = jnp.array([[-jnp.inf, jnp.inf], [1.0, -1.0]])
+    for bad in (Q, jnp.full((2, 2), jnp.nan)):
+        # traced, so the input check is skipped, as inside a sampler
+        P = jax.jit(lambda q: transition_matrices(q, jnp.array([0.5, 2.0]), method=method))(bad)
+        assert not np.all(np.isfinite(np.asarray(P)))
+    g = jax.jit(jax.grad(lambda q: transition_matrices(q, jnp.array([0.5]), method=method).sum()))
+    assert g(Q).shape == (2, 2)
