@@ -30,6 +30,14 @@ def test_readme_examples_run(capsys):
     w = namespace["idata_sg"].posterior["w"].mean(("chain", "draw")).values
     # 2,000 labels: posterior sd of each weight is about 0.1
     assert abs(w[0] - 1.0) < 0.5 and abs(w[1] + 2.0) < 0.6 and abs(w[2] - 0.5) < 0.5
+    # Markov jump processes: 300 noisy samples of a 2-state channel with rates (1, 2)
+    log_k = namespace["idata_ctmc"].posterior["log_rates"].mean(("chain", "draw")).values
+    assert abs(log_k[0] - 0.0) < 0.5 and abs(log_k[1] - 0.69) < 0.5
+    assert not bool(namespace["hidden"].overflow)
+    k = namespace["idata_pmmh"].posterior["k"].mean(("chain", "draw")).values
+    assert abs(k[0] / k[1] - 20.0) < 10.0  # stationary mean 20 molecules
+    # OU with sigma 0.4, 101 observations
+    assert abs(float(namespace["idata_ou"].posterior["sigma"].mean()) - 0.4) < 0.15
 
 
 def idata_loss_decreased(idata):
