@@ -69,8 +69,28 @@ def _check_latent_sde_lorenz(m):
     assert all(0.4 < s < 1.6 for s in m["prior_sample_sd"])
 
 
+def _check_flashing_ratchet(m):
+    assert m["divergences"] == 0
+    assert m["rhat_max"] < 1.05
+    # V, r, current, entropy production: 2 or more covered has probability > 0.99
+    assert m["coverage_90"] >= 0.5
+    assert not m["hidden_path_overflow"]
+
+
+def _check_ion_channel(m):
+    assert m["divergences"] == 0
+    assert m["rhat_max"] < 1.05
+    assert m["coverage_90"] >= 0.75
+    assert m["state_accuracy"] > 0.8
+    # 4 rates x 50 replicates at nominal 90%: the mean is 0.9 +- 0.02 when calibrated
+    assert 0.8 <= m["replicate_coverage_90_mean"] <= 0.98
+    assert all(c >= 0.7 for c in m["replicate_coverage_90"])
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
+    "flashing_ratchet": _check_flashing_ratchet,
+    "ion_channel": _check_ion_channel,
     "latent_sde_lorenz": _check_latent_sde_lorenz,
     "langevin_neural": _check_langevin_neural,
     "double_well": _check_double_well,
