@@ -5,4 +5,17 @@ with time-dependent rates and the temporal VAMP prior) and the HMM-emulator RNN.
 network in probdyn lives here; models, inference and case studies import them from here.
 """
 
-__all__: list[str] = []
+from probdyn.nn.cells import ElmanCell, GRUCell, LSTMCell, gru_update, lstm_update, run
+from probdyn.nn.mlp import ACTIVATIONS, MLP, get_activation
+
+__all__ = [
+    "ACTIVATIONS",
+    "ElmanCell",
+    "GRUCell",
+    "LSTMCell",
+    "MLP",
+    "get_activation",
+    "gru_update",
+    "lstm_update",
+    "run",
+]
