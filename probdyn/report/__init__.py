@@ -1,6 +1,7 @@
 """Reporting: InferenceData conversion, diagnostics, calibration, scores and plots."""
 
 from probdyn.report.coverage import ReplicateCoverage, replicate_coverage
+from probdyn.report.ensemble import METRIC_NAMES, calibration_curve, rollout_metrics
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.output import prepare_output_dir
 from probdyn.report.plots import (
@@ -31,11 +32,13 @@ from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
 
 __all__ = [
     "GENERATED_MARKER",
+    "METRIC_NAMES",
     "CRPSResult",
     "CoverageResult",
     "ReplicateCoverage",
     "SBCResult",
     "Summary",
+    "calibration_curve",
     "crps",
     "default_num_bins",
     "ebfmi",
@@ -54,6 +57,7 @@ __all__ = [
     "rank_uniformity_pvalues",
     "render_report",
     "replicate_coverage",
+    "rollout_metrics",
     "sbc",
     "select_plot_vars",
     "summary",
