@@ -1,7 +1,40 @@
 """Dynamical-systems analysis of trained recurrent networks.
 
 Fixed and slow points, Jacobians and stability, noise-sustained orbits, dwell regions and
-unit ablations, for any map ``h -> F(h, x)``.
+unit ablations, for any map ``h -> F(h, x)`` given as a plain callable
+``step_fn(h, x) -> h_next`` (and ``readout_fn(h) -> logits`` where symbols matter).
 """
 
-__all__: list[str] = []
+from probdyn.analysis.fixed_points import (
+    FixedPoints,
+    RelaxedFixedPoint,
+    find_fixed_points,
+    fixed_point_by_relaxation,
+    speed,
+    unique_points,
+)
+from probdyn.analysis.stability import (
+    STABILITY_LABELS,
+    Stability,
+    classify_stability,
+    jacobian,
+    jacobians,
+    mobius_transform,
+    relu_jacobian,
+)
+
+__all__ = [
+    "STABILITY_LABELS",
+    "FixedPoints",
+    "RelaxedFixedPoint",
+    "Stability",
+    "classify_stability",
+    "find_fixed_points",
+    "fixed_point_by_relaxation",
+    "jacobian",
+    "jacobians",
+    "mobius_transform",
+    "relu_jacobian",
+    "speed",
+    "unique_points",
+]
