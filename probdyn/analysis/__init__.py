@@ -13,6 +13,19 @@ from probdyn.analysis.fixed_points import (
     speed,
     unique_points,
 )
+from probdyn.analysis.orbits import (
+    PCA,
+    LinearFit,
+    OrbitSweep,
+    emission_along_phase,
+    fit_pca,
+    linear_fit,
+    orbit_radius,
+    orbit_radius_vs_noise,
+    project,
+    rotation_phase,
+)
+from probdyn.analysis.rollout import emission_probabilities, rollout, symbols
 from probdyn.analysis.stability import (
     STABILITY_LABELS,
     Stability,
@@ -24,6 +37,19 @@ from probdyn.analysis.stability import (
 )
 
 __all__ = [
+    "PCA",
+    "LinearFit",
+    "OrbitSweep",
+    "emission_along_phase",
+    "emission_probabilities",
+    "fit_pca",
+    "linear_fit",
+    "orbit_radius",
+    "orbit_radius_vs_noise",
+    "project",
+    "rollout",
+    "rotation_phase",
+    "symbols",
     "STABILITY_LABELS",
     "FixedPoints",
     "RelaxedFixedPoint",
