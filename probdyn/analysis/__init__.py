@@ -5,6 +5,14 @@ unit ablations, for any map ``h -> F(h, x)`` given as a plain callable
 ``step_fn(h, x) -> h_next`` (and ``readout_fn(h) -> logits`` where symbols matter).
 """
 
+from probdyn.analysis.dwell import (
+    DWELL_LABELS,
+    DwellRegions,
+    classify_dwell,
+    dwell_regions,
+    dwell_times,
+    region_means,
+)
 from probdyn.analysis.fixed_points import (
     FixedPoints,
     RelaxedFixedPoint,
@@ -12,6 +20,16 @@ from probdyn.analysis.fixed_points import (
     fixed_point_by_relaxation,
     speed,
     unique_points,
+)
+from probdyn.analysis.kicks import (
+    KickScores,
+    RateSweep,
+    ablation_sweep,
+    kick_neuron_scores,
+    noise_sensitivity,
+    scale_units,
+    switch_times,
+    switching_rate,
 )
 from probdyn.analysis.orbits import (
     PCA,
@@ -37,6 +55,20 @@ from probdyn.analysis.stability import (
 )
 
 __all__ = [
+    "DWELL_LABELS",
+    "DwellRegions",
+    "KickScores",
+    "RateSweep",
+    "ablation_sweep",
+    "classify_dwell",
+    "dwell_regions",
+    "dwell_times",
+    "kick_neuron_scores",
+    "noise_sensitivity",
+    "region_means",
+    "scale_units",
+    "switch_times",
+    "switching_rate",
     "PCA",
     "LinearFit",
     "OrbitSweep",
