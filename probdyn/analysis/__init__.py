@@ -43,6 +43,13 @@ from probdyn.analysis.orbits import (
     project,
     rotation_phase,
 )
+from probdyn.analysis.plots import (
+    plot_ablation,
+    plot_dwell_regions,
+    plot_fixed_points,
+    plot_orbit,
+    plot_radius_vs_noise,
+)
 from probdyn.analysis.rollout import emission_probabilities, rollout, symbols
 from probdyn.analysis.stability import (
     STABILITY_LABELS,
@@ -78,6 +85,11 @@ __all__ = [
     "linear_fit",
     "orbit_radius",
     "orbit_radius_vs_noise",
+    "plot_ablation",
+    "plot_dwell_regions",
+    "plot_fixed_points",
+    "plot_orbit",
+    "plot_radius_vs_noise",
     "project",
     "rollout",
     "rotation_phase",
