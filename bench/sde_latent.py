@@ -59,9 +59,9 @@ from probdyn.infer.latent_sde import (
     LatentSDE,
     LatentSDEELBO,
     OrnsteinUhlenbeckDrift,
-    PosteriorDriftMLP,
     linear_kl_schedule,
 )
+from probdyn.nn import PosteriorDriftMLP
 
 THETA, MU, SIGMA = 1.0, 0.0, 0.5
 SCALE, DT, LR, GAMMA, KL_ITERS = 0.05, 0.01, 1e-2, 0.999, 100

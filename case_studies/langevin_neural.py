@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             mean_counts=mean_counts,
         )
         t0 = time.perf_counter()
-        model, loss = lf.fit(
+        model, loss = lf.train(
             model,
             k_fit,
             train_in,

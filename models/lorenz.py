@@ -17,9 +17,11 @@ observation noise.
 
 :func:`build_latent_sde` returns a :class:`probdyn.infer.latent_sde.LatentSDE` for such data:
 a ``state_dim``-dimensional latent SDE with a learned autonomous MLP prior drift
-(:class:`PriorDriftMLP`), a learned diagonal diffusion in which :math:`g_i` depends on
-:math:`z_i` only (:class:`DiagonalDiffusionNet`, so the noise stays diagonal), a linear
-readout to the 3 observed coordinates, a GRU encoder and an MLP posterior drift.
+(:class:`~probdyn.nn.PriorDriftMLP`), a learned diagonal diffusion in which :math:`g_i`
+depends on :math:`z_i` only (:class:`~probdyn.nn.DiagonalDiffusionNet`, so the noise stays
+diagonal), a linear readout to the 3 observed coordinates, a GRU encoder and an MLP
+posterior drift. The networks live in :mod:`probdyn.nn`; ``PriorDriftMLP`` and
+``DiagonalDiffusionNet`` are still importable from here, with a ``DeprecationWarning``.
 
 References
 ----------
@@ -39,16 +41,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from probdyn.infer.latent_sde import GRUEncoder, LatentSDE, PosteriorDriftMLP
+from probdyn._deprecation import moved
+from probdyn.infer.latent_sde import LatentSDE
 from probdyn.kernels import sde as K_
+from probdyn.nn import encoders as _encoders
+from probdyn.nn import sde_nets as _sde_nets
 
 __all__ = [
     "OBS_NOISE",
     "SDE",
     "TRUE_PARAMS",
-    "DiagonalDiffusionNet",
     "LorenzData",
-    "PriorDriftMLP",
     "build_latent_sde",
     "denormalise",
     "lorenz_diffusion",
@@ -298,66 +301,6 @@ def make_dataset(
 # ----------------------------------------------------------------------------- model
 
 
-class PriorDriftMLP(eqx.Module):
-    """Autonomous prior drift :math:`h(z)`: an MLP with softplus hidden layers.
-
-    Parameters
-    ----------
-    state_dim : int
-    width : int
-    depth : int
-        Hidden layers.
-    key : jax.Array
-    """
-
-    mlp: eqx.nn.MLP
-
-    def __init__(self, state_dim: int, width: int = 128, depth: int = 2, *, key: jax.Array):
-        self.mlp = eqx.nn.MLP(state_dim, state_dim, width, depth, jax.nn.softplus, key=key)
-
-    def __call__(self, t: jax.Array, z: jax.Array) -> jax.Array:
-        """``t`` scalar (unused), ``z`` (state_dim,) -> (state_dim,)."""
-        return self.mlp(z)
-
-
-class DiagonalDiffusionNet(eqx.Module):
-    """Diagonal diffusion :math:`g_i(z) = \\epsilon + (1 - \\epsilon)\\sigma(\\mathrm{MLP}_i(z_i))`.
-
-    One one-hidden-layer network per latent coordinate, each reading only its own
-    coordinate, so the Jacobian of :math:`g` is diagonal (diagonal noise) and
-    :math:`g_i \\in (\\epsilon, 1)` stays away from 0 (the path KL divides by it).
-
-    Parameters
-    ----------
-    state_dim : int
-    width : int
-        Hidden units per coordinate.
-    key : jax.Array
-    floor : float
-        :math:`\\epsilon`.
-    """
-
-    w1: jax.Array
-    b1: jax.Array
-    w2: jax.Array
-    b2: jax.Array
-    floor: float = eqx.field(static=True)
-
-    def __init__(self, state_dim: int, width: int = 16, *, key: jax.Array, floor: float = 1e-3):
-        k1, k2, k3 = jax.random.split(key, 3)
-        self.w1 = jax.random.normal(k1, (state_dim, width))
-        self.b1 = jax.random.uniform(k2, (state_dim, width), minval=-1.0, maxval=1.0)
-        self.w2 = jax.random.normal(k3, (state_dim, width)) / np.sqrt(width)
-        self.b2 = jnp.zeros((state_dim,))
-        self.floor = float(floor)
-
-    def __call__(self, t: jax.Array, z: jax.Array) -> jax.Array:
-        """``t`` scalar (unused), ``z`` (state_dim,) -> positive (state_dim,)."""
-        hidden = jax.nn.softplus(self.w1 * z[:, None] + self.b1)
-        out = jnp.sum(self.w2 * hidden, axis=-1) + self.b2
-        return self.floor + (1.0 - self.floor) * jax.nn.sigmoid(out)
-
-
 def build_latent_sde(
     rng_key: jax.Array,
     times: ArrayLike,
@@ -412,11 +355,11 @@ def build_latent_sde(
         dt = float(np.min(np.diff(t))) / 2.0
     k_prior, k_diff, k_post, k_enc, k_read = jax.random.split(rng_key, 5)
     return LatentSDE(
-        PriorDriftMLP(state_dim, hidden_size, key=k_prior),
-        PosteriorDriftMLP(state_dim, context_dim, hidden_size, key=k_post),
-        DiagonalDiffusionNet(state_dim, key=k_diff),
+        _sde_nets.PriorDriftMLP(state_dim, hidden_size, key=k_prior),
+        _sde_nets.PosteriorDriftMLP(state_dim, context_dim, hidden_size, key=k_post),
+        _sde_nets.DiagonalDiffusionNet(state_dim, key=k_diff),
         state_dim=state_dim,
-        encoder=GRUEncoder(obs_dim, state_dim, context_dim, encoder_size, key=k_enc),
+        encoder=_encoders.GRUEncoder(obs_dim, state_dim, context_dim, encoder_size, key=k_enc),
         readout=eqx.nn.Linear(state_dim, obs_dim, key=k_read),
         obs_dim=obs_dim,
         likelihood=likelihood,
@@ -427,3 +370,9 @@ def build_latent_sde(
         t0=float(t[0]),
         learn_prior=True,
     )
+
+
+__getattr__ = moved(
+    __name__,
+    {"PriorDriftMLP": "probdyn.nn.sde_nets", "DiagonalDiffusionNet": "probdyn.nn.sde_nets"},
+)

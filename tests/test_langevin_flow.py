@@ -10,6 +10,7 @@ from scipy.linalg import expm
 from scipy.stats import poisson
 
 from probdyn.models import langevin_flow as lf
+from probdyn.nn import LangevinDynamics
 
 # --------------------------------------------------------------------------------------
 # metrics
@@ -65,7 +66,7 @@ def test_r2_score():
 
 
 def _quadratic_langevin(d, k, gamma, sigma, c=0.5):
-    dyn = lf.LangevinDynamics(
+    dyn = LangevinDynamics(
         d, jax.random.PRNGKey(0), stiffness=k, coupling=c, gamma=gamma, sigma=sigma, mlp_scale=0.0
     )
     return dyn
@@ -125,7 +126,7 @@ def test_langevin_coupled_mean_and_covariance_match_linear_sde(x64):
 
 
 def test_langevin_potential_gradient_includes_mlp(x64):
-    dyn = lf.LangevinDynamics(3, jax.random.PRNGKey(1), mlp_scale=0.3)
+    dyn = LangevinDynamics(3, jax.random.PRNGKey(1), mlp_scale=0.3)
     q = jnp.array([0.3, -0.2, 0.5])
     co = dyn.coefficients()
     quad = 0.5 * jnp.sum(co["k"] * q**2) + 0.5 * jnp.sum(co["c"] * jnp.diff(q) ** 2)
@@ -201,7 +202,7 @@ def test_fit_increases_elbo_and_forecast_shapes(tiny):
     m0 = lf.make_model(
         "langevin", 8, 10, jax.random.PRNGKey(0), hidden_size=8, mean_counts=d.spikes.mean((0, 1))
     )
-    m1, losses = lf.fit(
+    m1, losses = lf.train(
         m0, jax.random.PRNGKey(2), y_in, d.spikes, num_steps=40, batch_size=8, kl_warmup=0.0
     )
     assert losses.shape == (40,) and np.all(np.isfinite(losses))
@@ -238,4 +239,4 @@ def test_make_model_bad_input():
         lf.make_model("lds", 3, 4, jax.random.PRNGKey(0), mean_counts=np.ones(3))
     m = lf.make_model("lds", 3, 4, jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="spikes must have shape"):
-        lf.fit(m, jax.random.PRNGKey(0), np.ones((2, 5, 3)), np.ones((3, 5, 4)), num_steps=1)
+        lf.train(m, jax.random.PRNGKey(0), np.ones((2, 5, 3)), np.ones((3, 5, 4)), num_steps=1)

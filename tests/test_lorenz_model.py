@@ -12,6 +12,7 @@ from scipy.integrate import solve_ivp
 from probdyn.infer.latent_sde import LatentSDE, LatentSDEELBO
 from probdyn.kernels import sde as K_
 from probdyn.models import lorenz as lz
+from probdyn.nn import DiagonalDiffusionNet, PriorDriftMLP
 
 
 def _lorenz_numpy(y, a):
@@ -164,7 +165,7 @@ def test_simulate_lorenz_bad_input():
 
 
 def test_diffusion_net_is_positive_and_diagonal():
-    g = lz.DiagonalDiffusionNet(4, 8, key=jax.random.PRNGKey(0))
+    g = DiagonalDiffusionNet(4, 8, key=jax.random.PRNGKey(0))
     z = jax.random.normal(jax.random.PRNGKey(1), (4,)) * 3
     out = g(0.0, z)
     assert out.shape == (4,) and np.all(np.asarray(out) > 0) and np.all(np.asarray(out) < 1)
@@ -176,7 +177,7 @@ def test_diffusion_net_is_positive_and_diagonal():
     hidden = np.log1p(np.exp(np.asarray(g.w1[i]) * float(z[i]) + np.asarray(g.b1[i])))
     pre = hidden @ np.asarray(g.w2[i]) + float(g.b2[i])
     np.testing.assert_allclose(out[i], 1e-3 + (1 - 1e-3) / (1 + np.exp(-pre)), rtol=1e-5)
-    drift = lz.PriorDriftMLP(4, 8, key=jax.random.PRNGKey(2))
+    drift = PriorDriftMLP(4, 8, key=jax.random.PRNGKey(2))
     assert drift(0.0, z).shape == (4,)
 
 

@@ -1,12 +1,11 @@
 """Inference front door (:func:`fit`), SG-MCMC kernels, particle filters and PMMH, latent SDEs."""
 
+from probdyn._deprecation import moved
 from probdyn.infer.fit import METHODS, fit
 from probdyn.infer.latent_sde import (
-    GRUEncoder,
     LatentSDE,
     LatentSDEELBO,
     OrnsteinUhlenbeckDrift,
-    PosteriorDriftMLP,
     linear_kl_schedule,
 )
 from probdyn.infer.particle import (
@@ -22,7 +21,6 @@ from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_m
 
 __all__ = [
     "CSGLD",
-    "GRUEncoder",
     "KERNELS",
     "LatentSDE",
     "LatentSDEELBO",
@@ -30,7 +28,6 @@ __all__ = [
     "OrnsteinUhlenbeckDrift",
     "PMMH",
     "PMMHState",
-    "PosteriorDriftMLP",
     "ParticleFilterResult",
     "Propagation",
     "SGHMC",
@@ -44,3 +41,8 @@ __all__ = [
     "reaction_transition",
     "resample",
 ]
+
+__getattr__ = moved(
+    __name__,
+    {"GRUEncoder": "probdyn.nn.encoders", "PosteriorDriftMLP": "probdyn.nn.sde_nets"},
+)

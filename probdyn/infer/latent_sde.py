@@ -74,15 +74,15 @@ from numpyro.infer.elbo import ELBO
 from numpyro.infer.util import compute_log_probs
 from numpyro.primitives import mutable as numpyro_mutable
 
+from probdyn._deprecation import moved
 from probdyn.kernels._checks import concrete
+from probdyn.nn import encoders as _encoders
 
 __all__ = [
-    "GRUEncoder",
     "KL_STEP_SITE",
     "LatentSDE",
     "LatentSDEELBO",
     "OrnsteinUhlenbeckDrift",
-    "PosteriorDriftMLP",
     "linear_kl_schedule",
 ]
 
@@ -115,104 +115,6 @@ class OrnsteinUhlenbeckDrift(eqx.Module):
     def __call__(self, t: jax.Array, z: jax.Array) -> jax.Array:
         """Drift at time ``t`` (scalar) and state ``z`` (state_dim,) -> (state_dim,)."""
         return self.theta * (self.mu - z)
-
-
-class PosteriorDriftMLP(eqx.Module):
-    r"""Posterior drift :math:`f(t, z, c)`: an MLP on :math:`(\sin t, \cos t, z, c)`.
-
-    The last layer starts at zero, so the posterior drift starts at zero (the "Glow"
-    initialisation of the torchsde example).
-
-    Parameters
-    ----------
-    state_dim : int
-        Latent dimension :math:`d`.
-    context_dim : int
-        Size of the encoder context (0 without an encoder).
-    width : int
-        Hidden width.
-    depth : int
-        Number of hidden layers.
-    key : jax.Array
-        PRNG key for the initial weights.
-    activation : callable
-        Hidden activation (default ``tanh``).
-    """
-
-    mlp: eqx.nn.MLP
-
-    def __init__(
-        self,
-        state_dim: int,
-        context_dim: int = 0,
-        width: int = 200,
-        depth: int = 2,
-        *,
-        key: jax.Array,
-        activation: Callable = jnp.tanh,
-    ):
-        mlp = eqx.nn.MLP(2 + state_dim + context_dim, state_dim, width, depth, activation, key=key)
-        last = mlp.layers[-1]
-        self.mlp = eqx.tree_at(
-            lambda m: (m.layers[-1].weight, m.layers[-1].bias),
-            mlp,
-            (jnp.zeros_like(last.weight), jnp.zeros_like(last.bias)),
-        )
-
-    def __call__(self, t: jax.Array, z: jax.Array, context: jax.Array) -> jax.Array:
-        """Drift for scalar ``t``, ``z`` (state_dim,), ``context`` (context_dim,)."""
-        t = jnp.asarray(t, z.dtype)
-        return self.mlp(jnp.concatenate([jnp.sin(t)[None], jnp.cos(t)[None], z, context]))
-
-
-class GRUEncoder(eqx.Module):
-    r"""GRU run backwards over :math:`(y_j, t_j)`, giving a context per observation and
-    :math:`q(z_{t_0})`.
-
-    The context at observation :math:`j` summarises :math:`y_{j:}`; the posterior drift on
-    :math:`[t_{j-1}, t_j)` sees the context of observation :math:`j` (as in the torchsde
-    latent-SDE Lorenz example). The initial-state posterior is
-    :math:`\mathcal{N}(\text{loc}, \text{scale}^2)` read off the state summarising all data.
-
-    Parameters
-    ----------
-    obs_dim : int
-        Observation dimension.
-    state_dim : int
-        Latent dimension.
-    context_dim : int
-        Context size passed to the posterior drift.
-    hidden_size : int
-        GRU state size.
-    key : jax.Array
-        PRNG key for the initial weights.
-    """
-
-    cell: eqx.nn.GRUCell
-    to_context: eqx.nn.Linear
-    to_qz0: eqx.nn.Linear
-
-    def __init__(
-        self, obs_dim: int, state_dim: int, context_dim: int, hidden_size: int = 32, *, key
-    ):
-        k1, k2, k3 = jax.random.split(key, 3)
-        self.cell = eqx.nn.GRUCell(obs_dim + 1, hidden_size, key=k1)
-        self.to_context = eqx.nn.Linear(hidden_size, context_dim, key=k2)
-        self.to_qz0 = eqx.nn.Linear(hidden_size, 2 * state_dim, key=k3)
-
-    def __call__(self, times: jax.Array, ys: jax.Array):
-        """``times`` (T,), ``ys`` (T, obs_dim) -> context (T, context_dim), loc (d,), scale (d,)."""
-        inputs = jnp.concatenate([ys, jnp.asarray(times, ys.dtype)[:, None]], axis=-1)
-        h0 = jnp.zeros((self.cell.hidden_size,), ys.dtype)
-
-        def step(h, x):
-            h = self.cell(x, h)
-            return h, h
-
-        _, hs = jax.lax.scan(step, h0, inputs, reverse=True)
-        context = jax.vmap(self.to_context)(hs)
-        loc, raw = jnp.split(self.to_qz0(hs[0]), 2)
-        return context, loc, jax.nn.softplus(raw) + 1e-4
 
 
 # ----------------------------------------------------------------------------- solver
@@ -344,13 +246,14 @@ class LatentSDE:
         (e.g. :class:`OrnsteinUhlenbeckDrift`, an MLP) is learned when ``learn_prior``.
     posterior_drift : callable
         :math:`f(t, z, c)` -> (state_dim,), an equinox module (e.g.
-        :class:`PosteriorDriftMLP`) with ``context_dim`` matching the encoder (0 without).
+        :class:`probdyn.nn.PosteriorDriftMLP`) with ``context_dim`` matching the encoder (0
+        without).
     diffusion : float, ArrayLike (state_dim,) or callable
         Shared diagonal diffusion :math:`g`: a positive constant, or ``(t, z) ->
         (state_dim,)`` (an equinox module is learned when ``learn_prior``).
     state_dim : int
         Latent dimension :math:`d`.
-    encoder : GRUEncoder, optional
+    encoder : probdyn.nn.GRUEncoder, optional
         Amortised context and :math:`q(z_{t_0})`. Without it the context is empty and
         :math:`q(z_{t_0}) = \mathcal{N}(\texttt{qz0\_loc}, \texttt{qz0\_scale}^2)` has free
         parameters shared by all sequences (as in the torchsde toy example).
@@ -387,7 +290,8 @@ class LatentSDE:
     --------
     >>> import jax, jax.numpy as jnp, numpy as np, optax, probdyn
     >>> from probdyn.infer.latent_sde import (LatentSDE, LatentSDEELBO,
-    ...     OrnsteinUhlenbeckDrift, PosteriorDriftMLP, linear_kl_schedule)
+    ...     OrnsteinUhlenbeckDrift, linear_kl_schedule)
+    >>> from probdyn.nn import PosteriorDriftMLP
     >>> times = np.linspace(0.4, 1.6, 16)
     >>> ys = 0.8 * np.sin(2 * np.pi * times)[:, None]             # (T, obs_dim)
     >>> sde = LatentSDE(OrnsteinUhlenbeckDrift(1.0, 0.0),
@@ -412,7 +316,7 @@ class LatentSDE:
         diffusion: Any,
         *,
         state_dim: int,
-        encoder: GRUEncoder | None = None,
+        encoder: _encoders.GRUEncoder | None = None,
         readout: Callable | None = None,
         obs_dim: int | None = None,
         likelihood: str = "normal",
@@ -443,7 +347,7 @@ class LatentSDE:
             raise ValueError(
                 f"obs_dim={obs_dim} differs from state_dim={state_dim}; give a readout"
             )
-        if encoder is not None and not isinstance(encoder, GRUEncoder):
+        if encoder is not None and not isinstance(encoder, _encoders.GRUEncoder):
             raise TypeError(f"encoder={encoder!r} is not a GRUEncoder")
         z0_scale_arr = np.asarray(z0_scale, dtype=float)
         if not np.all(np.isfinite(z0_scale_arr)) or np.any(z0_scale_arr <= 0):
@@ -820,3 +724,9 @@ class LatentSDEELBO(ELBO):
         loss = -(jnp.mean(loglik) - beta * jnp.mean(kl))
         mutable = None if counter is None else {KL_STEP_SITE: {"step": counter["step"] + 1}}
         return {"loss": loss, "mutable_state": mutable}
+
+
+__getattr__ = moved(
+    __name__,
+    {"GRUEncoder": "probdyn.nn.encoders", "PosteriorDriftMLP": "probdyn.nn.sde_nets"},
+)

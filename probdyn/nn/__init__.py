@@ -6,14 +6,30 @@ network in probdyn lives here; models, inference and case studies import them fr
 """
 
 from probdyn.nn.cells import ElmanCell, GRUCell, LSTMCell, gru_update, lstm_update, run
+from probdyn.nn.encoders import GRUEncoder
+from probdyn.nn.latent_dynamics import (
+    LangevinDynamics,
+    LatentDynamicsModel,
+    LinearDynamics,
+    NeuralSDEDynamics,
+)
 from probdyn.nn.mlp import ACTIVATIONS, MLP, get_activation
+from probdyn.nn.sde_nets import DiagonalDiffusionNet, PosteriorDriftMLP, PriorDriftMLP
 
 __all__ = [
     "ACTIVATIONS",
+    "DiagonalDiffusionNet",
     "ElmanCell",
     "GRUCell",
+    "GRUEncoder",
     "LSTMCell",
+    "LangevinDynamics",
+    "LatentDynamicsModel",
+    "LinearDynamics",
     "MLP",
+    "NeuralSDEDynamics",
+    "PosteriorDriftMLP",
+    "PriorDriftMLP",
     "get_activation",
     "gru_update",
     "lstm_update",

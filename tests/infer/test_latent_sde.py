@@ -12,13 +12,12 @@ from numpyro.infer import SVI, Predictive
 import probdyn
 from probdyn.infer.latent_sde import (
     KL_STEP_SITE,
-    GRUEncoder,
     LatentSDE,
     LatentSDEELBO,
     OrnsteinUhlenbeckDrift,
-    PosteriorDriftMLP,
     linear_kl_schedule,
 )
+from probdyn.nn import GRUEncoder, PosteriorDriftMLP
 
 
 class LinearPosteriorDrift(eqx.Module):
