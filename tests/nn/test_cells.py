@@ -213,3 +213,29 @@ def test_invalid_arguments():
         run(cell, jnp.zeros(3))
     with pytest.raises(TypeError, match="pair"):
         LSTMCell(3, 4, key=key)(jnp.zeros(3), jnp.zeros(4))
+
+
+def test_cells_inside_numpyro_svi():
+    """An Elman RNN + MLP readout registered with numpyro.contrib.module.eqx_module learns."""
+    import numpyro
+    import numpyro.distributions as dist
+    import optax
+    from numpyro.contrib.module import eqx_module
+    from numpyro.infer import SVI, Trace_ELBO
+
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    cell0 = ElmanCell(1, 4, key=k1)
+    head0 = MLP(4, 1, width=4, depth=1, key=k2)
+    xs = jnp.sin(jnp.linspace(0, 6, 20))[:, None]
+
+    def model(xs):
+        cell = eqx_module("cell", cell0)
+        head = eqx_module("head", head0)
+        _, hs = run(cell, xs[:-1])
+        loc = jax.vmap(head)(hs)
+        numpyro.sample("y", dist.Normal(loc, 0.1).to_event(2), obs=xs[1:])
+
+    svi = SVI(model, lambda xs: None, optax.adam(0.05), Trace_ELBO())
+    result = svi.run(jax.random.PRNGKey(1), 60, xs, progress_bar=False)
+    assert set(result.params) == {"cell$params", "head$params"}
+    assert result.losses[-1] < 0.2 * result.losses[0]
