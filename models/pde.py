@@ -274,9 +274,17 @@ def _nonlinear(v, ik_half, mask, num_points):
 
 @partial(
     jax.jit,
-    static_argnames=("equation", "dt", "num_timesteps", "length", "viscosity", "save_every"),
+    static_argnames=(
+        "equation",
+        "dt",
+        "num_timesteps",
+        "length",
+        "viscosity",
+        "save_every",
+        "burn_in",
+    ),
 )
-def _solve(u0, equation, dt, num_timesteps, length, viscosity, save_every):
+def _solve(u0, equation, dt, num_timesteps, length, viscosity, save_every, burn_in=0):
     num_points = u0.shape[-1]
     real = u0.dtype
     cdtype = jnp.result_type(real, jnp.complex64)
@@ -305,6 +313,8 @@ def _solve(u0, equation, dt, num_timesteps, length, viscosity, save_every):
         return v, jnp.fft.irfft(v, n=num_points, axis=-1)
 
     v0 = jnp.fft.rfft(u0, axis=-1) * mask
+    if burn_in:
+        v0, _ = lax.scan(step, v0, None, length=burn_in * save_every)
     _, us = lax.scan(snapshot, v0, None, length=num_timesteps - 1)
     first = jnp.fft.irfft(v0, n=num_points, axis=-1)
     return jnp.concatenate([first[None], us], axis=0)
@@ -319,6 +329,7 @@ def solve(
     length: float,
     viscosity: float = 0.0,
     save_every: int = 1,
+    burn_in: int = 0,
 ) -> Array:
     """Integrate one equation from ``u0`` with Fourier collocation and ETDRK4.
 
@@ -336,13 +347,17 @@ def solve(
     viscosity : float
         :math:`\\nu` (Burgers only, > 0).
     save_every : int
-        Solver steps between snapshots; snapshot ``n`` is at ``t = n * save_every * dt``.
+        Solver steps between snapshots; snapshot ``n`` is at
+        ``t = (burn_in + n) * save_every * dt``.
+    burn_in : int
+        Snapshot intervals integrated and discarded before the first returned snapshot
+        (e.g. to skip the transient of KS from a smooth initial condition).
 
     Returns
     -------
     Array, shape (num_timesteps, num_points)
-        The solution; the first row is the de-aliased ``u0`` (equal to ``u0`` when it has no
-        modes above ``num_points // 3``). Float32 unless ``u0`` is float64.
+        The solution; without burn-in the first row is the de-aliased ``u0`` (equal to
+        ``u0`` when it has no modes above ``num_points // 3``). Float32 unless ``u0`` is float64.
     """
     equation = _check_equation(equation)
     u0 = jnp.asarray(u0)
@@ -360,6 +375,7 @@ def solve(
         _check_positive("length", length),
         viscosity,
         _check_int("save_every", save_every),
+        _check_int("burn_in", burn_in, 0),
     )
 
 
@@ -513,6 +529,7 @@ def make_dataset(
     dt: float | None = None,
     save_every: int | None = None,
     num_timesteps: int | None = None,
+    burn_in: int = 0,
     num_modes: int = 5,
     max_wavenumber: int = 3,
     amplitude: float = 0.5,
@@ -527,6 +544,9 @@ def make_dataset(
     num_trajectories : int
     num_points, length, viscosity, dt, save_every, num_timesteps : optional
         Override :data:`DEFAULTS` for ``equation`` (see :func:`solve`).
+    burn_in : int
+        Snapshot intervals simulated and dropped before the first snapshot (see
+        :func:`solve`); ``times`` then starts at ``burn_in * save_every * dt``.
     num_modes, max_wavenumber, amplitude
         Initial-condition distribution (see :func:`sample_sine_series`).
     dtype : dtype
@@ -567,6 +587,7 @@ def make_dataset(
         length=_check_positive("length", cfg["length"]),
         viscosity=_check_positive("viscosity", cfg["viscosity"], allow_zero=equation != "burgers"),
         save_every=_check_int("save_every", cfg["save_every"]),
+        burn_in=_check_int("burn_in", burn_in, 0),
     )
     keys = jax.random.split(rng_key, num_trajectories)
     series, u = _generate(keys, jnp.asarray(x, dtype), tuple(ic.items()), tuple(solver.items()))
@@ -574,7 +595,7 @@ def make_dataset(
         raise FloatingPointError(
             f"some {equation} trajectories are not finite; reduce dt={cfg['dt']}"
         )
-    times = np.arange(cfg["num_timesteps"]) * cfg["dt"] * cfg["save_every"]
+    times = (burn_in + np.arange(cfg["num_timesteps"])) * cfg["dt"] * cfg["save_every"]
     return PDEData(
         u=u,
         times=times,

@@ -164,6 +164,14 @@ def test_make_dataset_ks_kdv(equation):
     assert not np.allclose(d.u[0], d.u[1])
 
 
+def test_burn_in_skips_the_start(burgers_data):
+    d = pde.make_dataset(
+        jax.random.PRNGKey(0), "burgers", 8, num_points=64, num_timesteps=4, burn_in=2
+    )
+    np.testing.assert_allclose(d.times, [0.2, 0.3, 0.4, 0.5])
+    np.testing.assert_allclose(d.u, burgers_data.u[:, 2:], atol=1e-6)
+
+
 def test_invalid_arguments():
     u0 = jnp.zeros(16)
     with pytest.raises(ValueError, match="equation"):
