@@ -1,7 +1,14 @@
 """Reporting: InferenceData conversion, diagnostics, calibration, scores and plots."""
 
 from probdyn.report.coverage import ReplicateCoverage, replicate_coverage
-from probdyn.report.ensemble import METRIC_NAMES, calibration_curve, rollout_metrics
+from probdyn.report.ensemble import (
+    METRIC_NAMES,
+    calibration_curve,
+    metrics_table,
+    rollout_metrics,
+    scalar_metrics,
+)
+from probdyn.report.ensemble_plots import plot_calibration_curves, plot_metrics_vs_horizon
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.output import prepare_output_dir
 from probdyn.report.plots import (
@@ -45,7 +52,10 @@ __all__ = [
     "elbo_relative_change",
     "interval_coverage",
     "lpd",
+    "metrics_table",
     "model_dims",
+    "plot_calibration_curves",
+    "plot_metrics_vs_horizon",
     "plot_predictive_bands",
     "plot_rank",
     "plot_sbc_ranks",
@@ -59,6 +69,7 @@ __all__ = [
     "replicate_coverage",
     "rollout_metrics",
     "sbc",
+    "scalar_metrics",
     "select_plot_vars",
     "summary",
     "to_inference_data",

@@ -34,7 +34,13 @@ from scipy.special import ndtr
 
 from probdyn.report.scores import crps
 
-__all__ = ["METRIC_NAMES", "calibration_curve", "rollout_metrics"]
+__all__ = [
+    "METRIC_NAMES",
+    "calibration_curve",
+    "metrics_table",
+    "rollout_metrics",
+    "scalar_metrics",
+]
 
 #: The scalar metrics returned by :func:`rollout_metrics`; each but ``correlation_time`` also
 #: comes per step as ``f"{name}_per_step"``.
@@ -270,3 +276,57 @@ def _correlation(mean, y):
     with np.errstate(divide="ignore", invalid="ignore"):
         r = (m * t).sum(-1) / np.sqrt((m * m).sum(-1) * (t * t).sum(-1))
     return r.mean(axis=0)
+
+
+def scalar_metrics(metrics: dict[str, float | np.ndarray]) -> dict[str, float]:
+    """The time-averaged scalars of a :func:`rollout_metrics` result, as plain floats.
+
+    Parameters
+    ----------
+    metrics : dict
+        A result of :func:`rollout_metrics`.
+
+    Returns
+    -------
+    dict
+        ``{name: float}`` for every name of :data:`METRIC_NAMES` (ready for ``json.dump``).
+    """
+    missing = [name for name in METRIC_NAMES if name not in metrics]
+    if missing:
+        raise ValueError(f"metrics is missing {missing}; pass a result of rollout_metrics")
+    return {name: float(metrics[name]) for name in METRIC_NAMES}
+
+
+def metrics_table(
+    results: dict[str, dict[str, float | np.ndarray]],
+    *,
+    names: tuple[str, ...] = METRIC_NAMES,
+    digits: int = 3,
+) -> str:
+    """A Markdown table with one row per method and one column per metric.
+
+    Parameters
+    ----------
+    results : dict
+        ``{method label: rollout_metrics(...) result}`` (or any dict of scalars).
+    names : tuple of str
+        Metrics to show, in order (default :data:`METRIC_NAMES`).
+    digits : int
+        Significant digits.
+
+    Returns
+    -------
+    str
+        The table, header and separator included, without a trailing newline.
+    """
+    if not results:
+        raise ValueError("results must map at least one method label to its metrics")
+    header = "| method | " + " | ".join(names) + " |"
+    lines = [header, "|" + "---|" * (len(names) + 1)]
+    for label, metrics in results.items():
+        missing = [name for name in names if name not in metrics]
+        if missing:
+            raise ValueError(f"results[{label!r}] is missing {missing}")
+        cells = [f"{float(metrics[name]):.{digits}g}" for name in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -143,3 +143,35 @@ def test_invalid_arguments(tiny):
         calibration_curve(samples, truth, num_levels=1)
     with pytest.raises(ValueError, match="correlation_threshold"):
         rollout_metrics(samples, truth, correlation_threshold=2.0)
+
+
+def test_tables_json_and_plots(tiny, tmp_path):
+    import json
+
+    from probdyn.report import (
+        metrics_table,
+        plot_calibration_curves,
+        plot_metrics_vs_horizon,
+        scalar_metrics,
+    )
+
+    samples, truth = tiny
+    results = {"a": rollout_metrics(samples, truth), "b": rollout_metrics(samples[:2], truth)}
+    table = metrics_table(results, names=("rmse", "ece"))
+    lines = table.split("\n")
+    assert lines[0] == "| method | rmse | ece |" and len(lines) == 4
+    assert lines[2] == f"| a | {results['a']['rmse']:.3g} | {results['a']['ece']:.3g} |"
+    scalars = scalar_metrics(results["a"])
+    assert list(scalars) == list(METRIC_NAMES)
+    assert json.loads(json.dumps(scalars)) == scalars
+    fig = plot_calibration_curves(
+        {k: calibration_curve(s, truth) for k, s in [("a", samples), ("b", samples[:2])]},
+        path=tmp_path / "cal.png",
+    )
+    assert (tmp_path / "cal.png").stat().st_size > 1000 and len(fig.axes[0].lines) == 3
+    fig = plot_metrics_vs_horizon(results, times=[0.1, 0.2, 0.3], path=tmp_path / "h.png")
+    assert (tmp_path / "h.png").stat().st_size > 1000 and len(fig.axes) == 4
+    with pytest.raises(ValueError, match="missing"):
+        metrics_table({"a": {"rmse": 1.0}})
+    with pytest.raises(ValueError, match="no 'nll_per_step'"):
+        plot_metrics_vs_horizon({"a": {"rmse_per_step": np.ones(3)}})
