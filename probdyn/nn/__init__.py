@@ -3,6 +3,14 @@
 Recurrent cells, MLPs, encoders, spectral blocks, Bayesian layers (variational dropout
 with time-dependent rates and the temporal VAMP prior) and the HMM-emulator RNN. Every
 network in probdyn lives here; models, inference and case studies import them from here.
+
+Modules: :mod:`~probdyn.nn.cells` (GRU, LSTM and Elman cells in PyTorch's parameter layout,
+their pure gate updates, and :func:`run`, a ``lax.scan`` over a sequence),
+:mod:`~probdyn.nn.mlp` (:class:`MLP`), :mod:`~probdyn.nn.encoders` (the latent-SDE
+:class:`GRUEncoder`), :mod:`~probdyn.nn.sde_nets` (drift and diffusion networks of latent
+SDEs) and :mod:`~probdyn.nn.latent_dynamics` (the Langevin-flow dynamics and sequential VAE).
+All are equinox modules: register them in a NumPyro model with
+``numpyro.contrib.module.eqx_module``.
 """
 
 from probdyn.nn.cells import ElmanCell, GRUCell, LSTMCell, gru_update, lstm_update, run

@@ -28,6 +28,8 @@ class GRUEncoder(eqx.Module):
     :math:`[t_{j-1}, t_j)` sees the context of observation :math:`j` (as in the torchsde
     latent-SDE Lorenz example). The initial-state posterior is
     :math:`\mathcal{N}(\text{loc}, \text{scale}^2)` read off the state summarising all data.
+    Its cell is ``eqx.nn.GRUCell`` (as before the move to :mod:`probdyn.nn`), so seeds and
+    saved parameters reproduce.
 
     Parameters
     ----------
