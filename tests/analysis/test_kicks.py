@@ -50,17 +50,23 @@ def test_planted_kick_unit_and_auc_brute_force():
 
 
 def test_scale_units_identity_and_ablation(relu_rnn):
-    h0 = jnp.zeros((2, 8))
-    key = jax.random.PRNGKey(0)
-    base = rollout(key, relu_rnn.step, h0, 10, 3)
-    same = rollout(key, scale_units(relu_rnn.step, [1, 4], 1.0), h0, 10, 3)
-    np.testing.assert_array_equal(same, base)
-    off = rollout(key, scale_units(relu_rnn.step, [1, 4], 0.0), h0, 10, 3)
-    np.testing.assert_array_equal(off[..., [1, 4]], 0.0)
-    h, x = jnp.ones(8), jnp.ones(3)
-    double = scale_units(relu_rnn.step, [2], 2.0)(h, x)
-    np.testing.assert_allclose(double[2], 2 * relu_rnn.step(h, x)[2])
-    np.testing.assert_allclose(np.delete(double, 2), np.delete(relu_rnn.step(h, x), 2))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        h = jnp.asarray(rng.normal(size=8), jnp.float32)
+        x = jnp.asarray(rng.normal(size=3), jnp.float32)
+        ref = relu_rnn.step(h, x)
+        np.testing.assert_array_equal(scale_units(relu_rnn.step, [1, 4], 1.0)(h, x), ref)
+        off = scale_units(relu_rnn.step, [1, 4], 0.0)(h, x)
+        np.testing.assert_array_equal(off[np.array([1, 4])], 0.0)
+        double = scale_units(relu_rnn.step, [2], 2.0)(h, x)
+        np.testing.assert_allclose(double[2], 2 * ref[2])
+        np.testing.assert_array_equal(np.delete(double, 2), np.delete(ref, 2))
+    # inside a rollout, mu = 1 reproduces the unmodified trajectory bit for bit
+    key, h0 = jax.random.PRNGKey(0), jnp.zeros((2, 8))
+    np.testing.assert_array_equal(
+        rollout(key, scale_units(relu_rnn.step, [1, 4], 1.0), h0, 10, 3),
+        rollout(key, relu_rnn.step, h0, 10, 3),
+    )
     with pytest.raises(TypeError, match="units"):
         scale_units(relu_rnn.step, [0.5], 1.0)
     with pytest.raises(ValueError, match="mu"):
