@@ -60,8 +60,12 @@ from probdyn.analysis.stability import (
     mobius_transform,
     relu_jacobian,
 )
+from probdyn.analysis.summary import DynamicsAnalysis, analyse_dynamics, analysis_metrics
 
 __all__ = [
+    "DynamicsAnalysis",
+    "analyse_dynamics",
+    "analysis_metrics",
     "DWELL_LABELS",
     "DwellRegions",
     "KickScores",

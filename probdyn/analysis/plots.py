@@ -200,7 +200,7 @@ def plot_dwell_regions(
                        label=f"{name} ({m.sum()})")  # fmt: skip
     ax.set(xlabel="PC1", ylabel="PC2", title="dwell regions")
     ax.legend(fontsize=8, markerscale=3)
-    bins = np.arange(0.5, np.max(regions.dwell_times) + 1.5)
+    bins = np.linspace(0.5, max(np.max(regions.dwell_times), 1.0) + 0.5, 40)
     ax2.hist(regions.dwell_times, bins=bins, color="0.4")
     for x in (2, 8):
         ax2.axvline(x, color="k", ls="--", lw=0.8)
