@@ -37,6 +37,7 @@ from probdyn.analysis.kicks import (
     ablation_sweep,
     kick_neuron_scores,
     noise_sensitivity,
+    trajectory_spread,
 )
 from probdyn.analysis.orbits import (
     PCA,
@@ -53,6 +54,7 @@ from probdyn.analysis.plots import (
     plot_fixed_points,
     plot_orbit,
     plot_radius_vs_noise,
+    plot_spread,
 )
 from probdyn.analysis.rollout import emission_probabilities, rollout
 from probdyn.analysis.stability import (
@@ -91,7 +93,8 @@ class DynamicsAnalysis(NamedTuple):
     dwell : DwellRegions
         Of the first ``num_dwell_states`` states.
     dwell_num_unstable : numpy.ndarray, shape (4,)
-        Mean number of unstable input-free Jacobian eigenvalues per dwell region.
+        Mean number of unstable input-free Jacobian eigenvalues per dwell region (over
+        ``num_eig_states`` of the dwell states; NaN for regions none of them fell in).
     kick_scores : KickScores
     kick_units, control_units : numpy.ndarray of int
         The top-scoring units and a random group of the same size among the others.
@@ -99,6 +102,9 @@ class DynamicsAnalysis(NamedTuple):
         Switching rate against ``mu`` for each group.
     noise : RateSweep
         Switching rate against ``gamma``.
+    spread : dict of str to numpy.ndarray, shape (num_gammas, 7)
+        :func:`trajectory_spread` (private noise fraction ``gammas``) from the longest-dwell
+        cluster state and the shortest-dwell kick-zone state, where such states exist.
     figures : list of pathlib.Path
         PNGs written (empty without ``out_dir``).
     """
@@ -120,6 +126,7 @@ class DynamicsAnalysis(NamedTuple):
     ablation_kick: RateSweep
     ablation_control: RateSweep
     noise: RateSweep
+    spread: dict[str, np.ndarray]
     figures: list[Path]
 
 
@@ -141,6 +148,7 @@ def analyse_dynamics(
     num_dwell_states: int = 500,
     dwell_samples: int = 20,
     dwell_max_steps: int = 50,
+    num_eig_states: int = 100,
     kick_window: int = 5,
     num_kick_units: int = 3,
     mus: Sequence[float] = (0.0, 1.0, 2.0),
@@ -174,6 +182,9 @@ def analyse_dynamics(
         ablation and noise sweeps.
     num_dwell_states, dwell_samples, dwell_max_steps : int
         Dwell-region map: states, rollouts per state, cap.
+    num_eig_states : int
+        Dwell states (evenly spaced) whose input-free Jacobian spectra are counted per region
+        (eigen-decompositions dominate the cost for large networks).
     kick_window : int
         Pre-switch window of the kick scores.
     num_kick_units : int
@@ -182,7 +193,8 @@ def analyse_dynamics(
         Ablation/enhancement factors and noise scales.
     out_dir : str or Path, optional
         Where to write ``fixed_points.png``, ``orbit.png``, ``radius_vs_noise.png``,
-        ``dwell_regions.png``, ``ablation.png`` and ``noise_sensitivity.png``.
+        ``dwell_regions.png``, ``ablation.png``, ``noise_sensitivity.png`` and ``spread.png``
+        (when a cluster or kick-zone state exists).
     symbol_names : sequence of str, optional
         Legend names of the symbols.
 
@@ -198,6 +210,7 @@ def analyse_dynamics(
     num_starts = min(check_int("num_starts", num_starts), num_timesteps)
     num_dwell_states = min(check_int("num_dwell_states", num_dwell_states), num_timesteps)
     num_kick_units = check_int("num_kick_units", num_kick_units)
+    num_eig_states = check_int("num_eig_states", num_eig_states)
     if 2 * num_kick_units > hidden_size:
         raise ValueError(
             f"num_kick_units must be <= hidden_size / 2 = {hidden_size // 2} (a control group "
@@ -231,8 +244,9 @@ def analyse_dynamics(
     dwell_states = states[:num_dwell_states]
     dwell = dwell_regions(keys[2], step_fn, readout_fn, dwell_states, noise_dim, dwell_samples,
                           dwell_max_steps)  # fmt: skip
-    n_unstable = classify_stability(jacobians(step_fn, dwell_states, noise_dim)).num_unstable
-    dwell_num_unstable = region_means(n_unstable, dwell.labels, len(DWELL_LABELS))
+    sub = np.unique(np.linspace(0, num_dwell_states - 1, num_eig_states).astype(int))
+    n_unstable = classify_stability(jacobians(step_fn, dwell_states[sub], noise_dim)).num_unstable
+    dwell_num_unstable = region_means(n_unstable, dwell.labels[sub], len(DWELL_LABELS))
 
     sym = emission.argmax(axis=-1)
     scores = kick_neuron_scores(states, sym, window=kick_window)
@@ -246,6 +260,18 @@ def analyse_dynamics(
                                       control_units, mus, sweep_timesteps, burn_in=0)  # fmt: skip
     noise = noise_sensitivity(keys[5], step_fn, readout_fn, sweep_starts, noise_dim, gammas,
                               sweep_timesteps, burn_in=0)  # fmt: skip
+
+    spread: dict[str, np.ndarray] = {}
+    for code, pick in ((2, np.argmax), (1, np.argmin)):
+        idx = np.flatnonzero(dwell.labels == code)
+        if len(idx):
+            i = idx[pick(dwell.dwell_times[idx])]
+            name = (
+                f"{DWELL_LABELS[code].replace('_', '-')} state (dwell {dwell.dwell_times[i]:.1f})"
+            )
+            spread[name] = np.asarray(
+                trajectory_spread(keys[6], step_fn, dwell_states[i], noise_dim, gammas)
+            )
 
     figures: list[Path] = []
     if out_dir is not None:
@@ -266,6 +292,8 @@ def analyse_dynamics(
             "noise_sensitivity.png": lambda p: plot_ablation({"all units": noise}, p,
                                                              xlabel="γ (noise scale)"),
         }  # fmt: skip
+        if spread:
+            plots["spread.png"] = lambda p: plot_spread(spread, gammas, p)
         for name, make in plots.items():
             make(out / name)
             figures.append(out / name)
@@ -288,6 +316,7 @@ def analyse_dynamics(
         ablation_kick=ablation_kick,
         ablation_control=ablation_control,
         noise=noise,
+        spread=spread,
         figures=figures,
     )
 
@@ -365,5 +394,6 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
             "gammas": _floats(r.noise.values),
             "rate": _floats(r.noise.rate),
             "rate_se": _floats(r.noise.rate_se),
+            "final_spread": {k: _floats(v[:, -1]) for k, v in r.spread.items()},
         },
     }

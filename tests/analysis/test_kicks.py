@@ -15,6 +15,7 @@ from probdyn.analysis import (
     scale_units,
     switch_times,
     switching_rate,
+    trajectory_spread,
 )
 
 
@@ -136,3 +137,24 @@ def test_invalid_inputs():
         noise_sensitivity(jax.random.PRNGKey(0), _flip, _readout, np.ones((2, 1)), 1, [-1.0])
     with pytest.raises(ValueError, match="mus"):
         ablation_sweep(jax.random.PRNGKey(0), _flip, _readout, np.ones((2, 1)), 1, [0], [-1.0])
+
+
+def test_trajectory_spread_of_linear_map_matches_closed_form():
+    """h' = A h + B x: the private part gamma eta gives covariance
+    gamma^2 sum_{k<t} A^k B B' A'^k at step t (the shared part moves all alike)."""
+    A = np.array([[0.9, -0.3], [0.3, 0.9]]) * 0.9
+    B = np.array([[1.0, 0.0], [0.5, 0.5]])
+    A32, B32 = jnp.asarray(A, jnp.float32), jnp.asarray(B, jnp.float32)
+    gammas = np.array([0.0, 0.5, 1.0])
+    spread = np.asarray(
+        trajectory_spread(jax.random.PRNGKey(5), lambda h, x: A32 @ h + B32 @ x, np.ones(2), 2,
+                          gammas, num_trajectories=2000, num_timesteps=4)
+    )  # fmt: skip
+    P, expected = np.zeros((2, 2)), [0.0]
+    for _ in range(4):
+        P = A @ P @ A.T + B @ B.T
+        expected.append(np.trace(P))
+    expected = gammas[:, None] ** 2 * np.array(expected)
+    np.testing.assert_allclose(spread[0], 0.0, atol=1e-10)  # identical trajectories
+    # sample trace of covariance: relative sd about sqrt(2 / n) per eigen-direction
+    np.testing.assert_allclose(spread[1:, 1:], expected[1:, 1:], rtol=4 * np.sqrt(2 / 2000))

@@ -43,5 +43,7 @@ def test_analyse_dynamics_end_to_end(relu_rnn, tmp_path):
     assert not set(m["kick"]["units"]) & set(m["kick"]["control_units"])
     assert sum(m["dwell"]["counts"]) == 20
     assert res.states.shape == (200, 8) and res.emission.shape == (200, 3)
-    assert len(res.figures) == 6 and all(p.stat().st_size > 0 for p in res.figures)
+    assert len(res.figures) == 6 + bool(res.spread) and all(
+        p.stat().st_size > 0 for p in res.figures
+    )
     np.testing.assert_allclose(res.emission.sum(-1), 1.0, atol=1e-5)
