@@ -30,6 +30,7 @@ from probdyn.analysis.kicks import (
     scale_units,
     switch_times,
     switching_rate,
+    trajectory_spread,
 )
 from probdyn.analysis.orbits import (
     PCA,
@@ -49,6 +50,7 @@ from probdyn.analysis.plots import (
     plot_fixed_points,
     plot_orbit,
     plot_radius_vs_noise,
+    plot_spread,
 )
 from probdyn.analysis.rollout import emission_probabilities, rollout, symbols
 from probdyn.analysis.stability import (
@@ -60,8 +62,12 @@ from probdyn.analysis.stability import (
     mobius_transform,
     relu_jacobian,
 )
+from probdyn.analysis.summary import DynamicsAnalysis, analyse_dynamics, analysis_metrics
 
 __all__ = [
+    "DynamicsAnalysis",
+    "analyse_dynamics",
+    "analysis_metrics",
     "DWELL_LABELS",
     "DwellRegions",
     "KickScores",
@@ -76,6 +82,7 @@ __all__ = [
     "scale_units",
     "switch_times",
     "switching_rate",
+    "trajectory_spread",
     "PCA",
     "LinearFit",
     "OrbitSweep",
@@ -90,6 +97,7 @@ __all__ = [
     "plot_fixed_points",
     "plot_orbit",
     "plot_radius_vs_noise",
+    "plot_spread",
     "project",
     "rollout",
     "rotation_phase",

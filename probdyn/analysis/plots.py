@@ -26,6 +26,7 @@ __all__ = [
     "plot_fixed_points",
     "plot_orbit",
     "plot_radius_vs_noise",
+    "plot_spread",
 ]
 
 _STABILITY_COLORS = ("tab:blue", "tab:orange", "tab:red", "tab:purple")
@@ -200,7 +201,7 @@ def plot_dwell_regions(
                        label=f"{name} ({m.sum()})")  # fmt: skip
     ax.set(xlabel="PC1", ylabel="PC2", title="dwell regions")
     ax.legend(fontsize=8, markerscale=3)
-    bins = np.arange(0.5, np.max(regions.dwell_times) + 1.5)
+    bins = np.linspace(0.5, max(np.max(regions.dwell_times), 1.0) + 0.5, 40)
     ax2.hist(regions.dwell_times, bins=bins, color="0.4")
     for x in (2, 8):
         ax2.axvline(x, color="k", ls="--", lw=0.8)
@@ -273,5 +274,43 @@ def plot_radius_vs_noise(sweep: OrbitSweep, path: str | Path | None = None) -> F
                 label=f"slope {fit.slope:.3g}, R² {fit.r_squared:.3f}")  # fmt: skip
         ax.set(xlabel="noise variance", ylabel=name)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_spread(
+    spreads: Mapping[str, ArrayLike],
+    gammas: ArrayLike,
+    path: str | Path | None = None,
+) -> Figure:
+    """Trajectory spread over time from chosen states, one panel per state.
+
+    Parameters
+    ----------
+    spreads : mapping of str to array_like, shape (num_gammas, num_timesteps + 1)
+        E.g. ``{"cluster state": ..., "kick-zone state": ...}`` from
+        :func:`~probdyn.analysis.trajectory_spread`.
+    gammas : array_like, shape (num_gammas,)
+    path : str or Path, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axis per entry (sharing the y axis).
+    """
+    if not spreads:
+        raise ValueError("spreads must hold at least one array, got none")
+    g = np.asarray(gammas, float)
+    fig = Figure(figsize=(4.5 * len(spreads), 3.8))
+    axes = np.atleast_1d(fig.subplots(1, len(spreads), sharey=True))
+    for ax, (name, sp) in zip(axes, spreads.items(), strict=True):
+        sp = np.asarray(sp, float)
+        if sp.shape[0] != len(g):
+            raise ValueError(f"spreads[{name!r}] must have {len(g)} rows, got {sp.shape}")
+        for k, gk in enumerate(g):
+            ax.plot(np.arange(sp.shape[1]), sp[k], "o-", ms=3, label=f"γ = {gk:g}")
+        ax.set(xlabel="step", title=name)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("trace of covariance across trajectories")
     fig.tight_layout()
     return _save(fig, path)

@@ -15,6 +15,7 @@ from probdyn.analysis import (
     scale_units,
     switch_times,
     switching_rate,
+    trajectory_spread,
 )
 
 
@@ -50,17 +51,23 @@ def test_planted_kick_unit_and_auc_brute_force():
 
 
 def test_scale_units_identity_and_ablation(relu_rnn):
-    h0 = jnp.zeros((2, 8))
-    key = jax.random.PRNGKey(0)
-    base = rollout(key, relu_rnn.step, h0, 10, 3)
-    same = rollout(key, scale_units(relu_rnn.step, [1, 4], 1.0), h0, 10, 3)
-    np.testing.assert_array_equal(same, base)
-    off = rollout(key, scale_units(relu_rnn.step, [1, 4], 0.0), h0, 10, 3)
-    np.testing.assert_array_equal(off[..., [1, 4]], 0.0)
-    h, x = jnp.ones(8), jnp.ones(3)
-    double = scale_units(relu_rnn.step, [2], 2.0)(h, x)
-    np.testing.assert_allclose(double[2], 2 * relu_rnn.step(h, x)[2])
-    np.testing.assert_allclose(np.delete(double, 2), np.delete(relu_rnn.step(h, x), 2))
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        h = jnp.asarray(rng.normal(size=8), jnp.float32)
+        x = jnp.asarray(rng.normal(size=3), jnp.float32)
+        ref = relu_rnn.step(h, x)
+        np.testing.assert_array_equal(scale_units(relu_rnn.step, [1, 4], 1.0)(h, x), ref)
+        off = scale_units(relu_rnn.step, [1, 4], 0.0)(h, x)
+        np.testing.assert_array_equal(off[np.array([1, 4])], 0.0)
+        double = scale_units(relu_rnn.step, [2], 2.0)(h, x)
+        np.testing.assert_allclose(double[2], 2 * ref[2])
+        np.testing.assert_array_equal(np.delete(double, 2), np.delete(ref, 2))
+    # inside a rollout, mu = 1 reproduces the unmodified trajectory bit for bit
+    key, h0 = jax.random.PRNGKey(0), jnp.zeros((2, 8))
+    np.testing.assert_array_equal(
+        rollout(key, scale_units(relu_rnn.step, [1, 4], 1.0), h0, 10, 3),
+        rollout(key, relu_rnn.step, h0, 10, 3),
+    )
     with pytest.raises(TypeError, match="units"):
         scale_units(relu_rnn.step, [0.5], 1.0)
     with pytest.raises(ValueError, match="mu"):
@@ -130,3 +137,24 @@ def test_invalid_inputs():
         noise_sensitivity(jax.random.PRNGKey(0), _flip, _readout, np.ones((2, 1)), 1, [-1.0])
     with pytest.raises(ValueError, match="mus"):
         ablation_sweep(jax.random.PRNGKey(0), _flip, _readout, np.ones((2, 1)), 1, [0], [-1.0])
+
+
+def test_trajectory_spread_of_linear_map_matches_closed_form():
+    """h' = A h + B x: the private part gamma eta gives covariance
+    gamma^2 sum_{k<t} A^k B B' A'^k at step t (the shared part moves all alike)."""
+    A = np.array([[0.9, -0.3], [0.3, 0.9]]) * 0.9
+    B = np.array([[1.0, 0.0], [0.5, 0.5]])
+    A32, B32 = jnp.asarray(A, jnp.float32), jnp.asarray(B, jnp.float32)
+    gammas = np.array([0.0, 0.5, 1.0])
+    spread = np.asarray(
+        trajectory_spread(jax.random.PRNGKey(5), lambda h, x: A32 @ h + B32 @ x, np.ones(2), 2,
+                          gammas, num_trajectories=2000, num_timesteps=4)
+    )  # fmt: skip
+    P, expected = np.zeros((2, 2)), [0.0]
+    for _ in range(4):
+        P = A @ P @ A.T + B @ B.T
+        expected.append(np.trace(P))
+    expected = gammas[:, None] ** 2 * np.array(expected)
+    np.testing.assert_allclose(spread[0], 0.0, atol=1e-10)  # identical trajectories
+    # sample trace of covariance: relative sd about sqrt(2 / n) per eigen-direction
+    np.testing.assert_allclose(spread[1:, 1:], expected[1:, 1:], rtol=4 * np.sqrt(2 / 2000))

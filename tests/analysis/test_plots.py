@@ -14,6 +14,7 @@ from probdyn.analysis import (
     plot_fixed_points,
     plot_orbit,
     plot_radius_vs_noise,
+    plot_spread,
 )
 
 
@@ -49,7 +50,9 @@ def test_plot_dwell_and_ablation_and_radius(tmp_path, cloud):
     fit = LinearFit(1.0, 0.0, 1.0)
     orb = OrbitSweep(v, v, 0.1 * v, v, 0.1 * v, fit, fit, None)
     plot_radius_vs_noise(orb, tmp_path / "radius.png")
-    for name in ("dwell.png", "abl.png", "radius.png"):
+    plot_spread({"cluster": np.ones((3, 7)), "kick": np.zeros((3, 7))}, [0, 0.5, 1],
+                tmp_path / "spread.png")  # fmt: skip
+    for name in ("dwell.png", "abl.png", "radius.png", "spread.png"):
         assert (tmp_path / name).stat().st_size > 0
     with pytest.raises(ValueError, match="sweeps"):
         plot_ablation({})
