@@ -59,6 +59,7 @@ from probdyn.analysis.stability import (
     classify_stability,
     jacobian,
     jacobians,
+    local_growth_rate,
     mobius_transform,
     relu_jacobian,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "fixed_point_by_relaxation",
     "jacobian",
     "jacobians",
+    "local_growth_rate",
     "mobius_transform",
     "relu_jacobian",
     "speed",

@@ -93,12 +93,18 @@ class RateSweep(NamedTuple):
     rate_se : numpy.ndarray, shape (num_values,)
         Standard error over the independent trajectories.
     per_trajectory : numpy.ndarray, shape (num_values, num_trajectories)
+    mean_norm : numpy.ndarray, shape (num_values,), optional
+        Mean Euclidean norm of the states. For a positively homogeneous map (a bias-free
+        ReLU network with a linear readout) the argmax symbol depends only on the state's
+        direction, so a network collapsing to ``h = 0`` can keep "switching" at vanishing
+        norm; a norm near 0 says the switches are not emissions of an active network.
     """
 
     values: np.ndarray
     rate: np.ndarray
     rate_se: np.ndarray
     per_trajectory: np.ndarray
+    mean_norm: np.ndarray | None = None
 
 
 def switch_times(symbol_seq: ArrayLike) -> np.ndarray:
@@ -221,8 +227,10 @@ def _rates(rng_key, step_fn, readout_fn, h0, noise_dim, num_timesteps, burn_in, 
     keys = jax.random.split(rng_key, h0.shape[0])
     total = num_timesteps + burn_in
     traj = jax.vmap(lambda k, h: _rollout(k, step_fn, h, total, noise_dim, scale))(keys, h0)
-    sym = jnp.argmax(jax.vmap(jax.vmap(readout_fn))(traj[:, burn_in:]), axis=-1)
-    return jnp.mean((sym[:, 1:] != sym[:, :-1]).astype(h0.dtype), axis=1)
+    kept = traj[:, burn_in:]
+    sym = jnp.argmax(jax.vmap(jax.vmap(readout_fn))(kept), axis=-1)
+    rate = jnp.mean((sym[:, 1:] != sym[:, :-1]).astype(h0.dtype), axis=1)
+    return rate, jnp.mean(jnp.linalg.norm(kept, axis=-1))
 
 
 def _check_sweep_args(step_fn, readout_fn, initial_states, noise_dim, num_timesteps, burn_in):
@@ -236,11 +244,12 @@ def _check_sweep_args(step_fn, readout_fn, initial_states, noise_dim, num_timest
     return noise_dim, num_timesteps, burn_in, jnp.asarray(h0, jnp.result_type(float))
 
 
-def _summarise(values, per_traj) -> RateSweep:
-    per_traj = np.asarray(per_traj, dtype=float)
+def _summarise(values, results) -> RateSweep:
+    per_traj = np.asarray([np.asarray(r[0]) for r in results], dtype=float)
+    norms = np.asarray([float(r[1]) for r in results])
     n = per_traj.shape[1]
     se = per_traj.std(axis=1, ddof=1) / np.sqrt(n) if n > 1 else np.full(len(values), np.nan)
-    return RateSweep(np.asarray(values, float), per_traj.mean(axis=1), se, per_traj)
+    return RateSweep(np.asarray(values, float), per_traj.mean(axis=1), se, per_traj, norms)
 
 
 def switching_rate(
@@ -281,7 +290,7 @@ def switching_rate(
     r = jax.jit(_rates, static_argnums=(1, 2, 4, 5, 6))(
         rng_key, step_fn, readout_fn, h0, noise_dim, num_timesteps, burn_in, noise_scale
     )
-    return _summarise([noise_scale], np.asarray(r)[None])
+    return _summarise([noise_scale], [r])
 
 
 def ablation_sweep(
@@ -339,7 +348,7 @@ def ablation_sweep(
         )
 
     dtype = jnp.result_type(float)
-    return _summarise(mus, [np.asarray(run(jnp.asarray(m, dtype))) for m in mus])
+    return _summarise(mus, [run(jnp.asarray(m, dtype)) for m in mus])
 
 
 def noise_sensitivity(
@@ -383,7 +392,7 @@ def noise_sensitivity(
         return _rates(rng_key, step_fn, readout_fn, h0, noise_dim, num_timesteps, burn_in, gamma)
 
     dtype = jnp.result_type(float)
-    return _summarise(gammas, [np.asarray(run(jnp.asarray(g, dtype))) for g in gammas])
+    return _summarise(gammas, [run(jnp.asarray(g, dtype)) for g in gammas])
 
 
 def trajectory_spread(

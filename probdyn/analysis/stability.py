@@ -37,6 +37,7 @@ __all__ = [
     "classify_stability",
     "jacobian",
     "jacobians",
+    "local_growth_rate",
     "mobius_transform",
     "relu_jacobian",
 ]
@@ -217,3 +218,67 @@ def classify_stability(jacobian_matrices: ArrayLike, tol: float = 1e-6) -> Stabi
         num_unstable=n_out.astype(int),
         label=label.astype(int),
     )
+
+
+def local_growth_rate(
+    rng_key: jax.Array,
+    step_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    point: ArrayLike,
+    noise_dim: int,
+    radius: float = 1e-3,
+    num_directions: int = 64,
+    num_steps: int = 50,
+) -> jax.Array:
+    r"""Per-step growth of small perturbations of a point under the input-free map.
+
+    .. math:: g = \max_v \left(\frac{\lVert F^k(p + r v) - F^k(p) \rVert}{r}\right)^{1/k}
+
+    over ``num_directions`` random unit vectors :math:`v`. For a smooth map at a fixed point
+    this tends to the spectral radius of the Jacobian as :math:`k` grows (error of order
+    :math:`1/k`). It needs no derivative, so it also applies where the Jacobian is not
+    defined: at :math:`h = 0` of a bias-free ReLU network every pre-activation is 0, autodiff
+    (and :func:`relu_jacobian`) return the zero matrix, yet the map is positively homogeneous
+    and perturbations grow or decay at the rate this function measures. :math:`g < 1`: the
+    point attracts; :math:`g > 1`: it repels in some direction.
+
+    Parameters
+    ----------
+    rng_key : jax.Array
+    step_fn : callable
+        ``step_fn(h, x) -> h_next``.
+    point : array_like, shape (hidden_size,)
+    noise_dim : int
+        Length of the input, set to zeros.
+    radius : float
+        Size :math:`r` of the perturbations.
+    num_directions : int
+    num_steps : int
+        :math:`k`.
+
+    Returns
+    -------
+    jax.Array, scalar
+    """
+    check_callable("step_fn", step_fn)
+    noise_dim = check_int("noise_dim", noise_dim)
+    radius = check_positive("radius", radius)
+    num_directions = check_int("num_directions", num_directions)
+    num_steps = check_int("num_steps", num_steps)
+    p = check_array("point", point, 1)
+    dtype = jnp.result_type(float)
+    x0 = jnp.zeros(noise_dim, dtype)
+
+    @jax.jit
+    def run(key, p):
+        v = jax.random.normal(key, (num_directions, p.shape[0]), dtype)
+        v = v / jnp.linalg.norm(v, axis=1, keepdims=True)
+        h = jnp.concatenate([p[None], p[None] + radius * v])
+
+        def body(h, _):
+            return jax.vmap(lambda s: step_fn(s, x0))(h), None
+
+        h, _ = jax.lax.scan(body, h, None, length=num_steps)
+        d = jnp.linalg.norm(h[1:] - h[0], axis=1) / radius
+        return jnp.max(d) ** (1.0 / num_steps)
+
+    return run(rng_key, jnp.asarray(p, dtype))

@@ -62,6 +62,7 @@ from probdyn.analysis.stability import (
     Stability,
     classify_stability,
     jacobians,
+    local_growth_rate,
 )
 
 __all__ = ["DynamicsAnalysis", "analyse_dynamics", "analysis_metrics"]
@@ -78,8 +79,12 @@ class DynamicsAnalysis(NamedTuple):
         Fitted on ``states`` (3 components).
     relaxed : RelaxedFixedPoint
         The paper's fixed point (input-free relaxation from sampled states).
-    relaxed_stability : Stability
-        Of the relaxed point.
+    relaxed_stability : Stability or None
+        Of the relaxed point (None when the input-free runs diverged).
+    relaxed_growth : float
+        :func:`~probdyn.analysis.local_growth_rate` at the relaxed point: the stability
+        verdict that holds where the Jacobian does not exist (e.g. ``h = 0`` of a bias-free
+        ReLU network, where autodiff returns the zero matrix).
     fixed_points : FixedPoints
         Sussillo-Barak fixed and slow points from the same starts.
     stability : Stability
@@ -112,7 +117,8 @@ class DynamicsAnalysis(NamedTuple):
     states: np.ndarray
     pca: PCA
     relaxed: RelaxedFixedPoint
-    relaxed_stability: Stability
+    relaxed_stability: Stability | None
+    relaxed_growth: float
     fixed_points: FixedPoints
     stability: Stability
     phase: np.ndarray
@@ -226,7 +232,11 @@ def analyse_dynamics(
 
     starts = states[np.linspace(0, num_timesteps - 1, num_starts).astype(int)]
     relaxed = fixed_point_by_relaxation(step_fn, starts, noise_dim, relaxation_steps)
-    relaxed_stability = classify_stability(jacobians(step_fn, relaxed.point[None], noise_dim))
+    if bool(jnp.all(jnp.isfinite(relaxed.point))):
+        relaxed_stability = classify_stability(jacobians(step_fn, relaxed.point[None], noise_dim))
+        relaxed_growth = float(local_growth_rate(keys[6], step_fn, relaxed.point, noise_dim))
+    else:
+        relaxed_stability, relaxed_growth = None, float("nan")
     fps = find_fixed_points(step_fn, starts, noise_dim, num_steps=optimiser_steps)
     if len(fps.points):
         stability = classify_stability(jacobians(step_fn, fps.points, noise_dim))
@@ -277,11 +287,20 @@ def analyse_dynamics(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        pts = np.concatenate([fps.points, np.asarray(relaxed.point)[None]])
-        st = classify_stability(jacobians(step_fn, pts, noise_dim))
-        plots = {
-            "fixed_points.png": lambda p: plot_fixed_points(
-                proj, np.asarray(project(pts, pca)), st, p),
+        pts = fps.points
+        if relaxed_stability is not None:
+            pts = np.concatenate([pts, np.asarray(relaxed.point)[None]])
+        st = classify_stability(jacobians(step_fn, pts, noise_dim)) if len(pts) else None
+        plots = (
+            {}
+            if not len(pts)
+            else {
+                "fixed_points.png": lambda p: plot_fixed_points(
+                    proj, np.asarray(project(pts, pca)), st, p
+                )
+            }
+        )
+        plots |= {
             "orbit.png": lambda p: plot_orbit(proj, emission, phase, p,
                                               symbol_names=symbol_names),
             "radius_vs_noise.png": lambda p: plot_radius_vs_noise(radius, p),
@@ -303,6 +322,7 @@ def analyse_dynamics(
         pca=pca,
         relaxed=relaxed,
         relaxed_stability=relaxed_stability,
+        relaxed_growth=relaxed_growth,
         fixed_points=fps,
         stability=stability,
         phase=phase,
@@ -335,7 +355,8 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
     Returns
     -------
     dict
-        Keys: ``relaxation`` (spread, speed, spectral radius, stability), ``fixed_points``
+        Keys: ``relaxation`` (spread, speed, spectral radius, stability or "diverged",
+        local growth rate, norm of the point), ``fixed_points``
         (count, speeds, spectral radii, stability names, slow-point count, distance to the
         relaxed point), ``orbit`` (explained variance ratio, turns, radius fits),
         ``dwell`` (region counts and mean dwell, unstable eigenvalues per region),
@@ -343,17 +364,20 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
         per gamma).
     """
     r = result
+    rs = r.relaxed_stability
     fp = r.fixed_points
     dist = (np.linalg.norm(fp.points - np.asarray(r.relaxed.point), axis=-1)
             if len(fp.points) else np.zeros(0))  # fmt: skip
     counts = np.bincount(r.dwell.labels, minlength=len(DWELL_LABELS))
     return {
         "relaxation": {
-            "spread": float(r.relaxed.spread),
-            "q": float(r.relaxed.q),
-            "spectral_radius": float(r.relaxed_stability.spectral_radius[0]),
-            "stability": STABILITY_LABELS[int(r.relaxed_stability.label[0])],
-            "num_unstable": int(r.relaxed_stability.num_unstable[0]),
+            "spread": _floats([r.relaxed.spread])[0],
+            "q": _floats([r.relaxed.q])[0],
+            "spectral_radius": None if rs is None else float(rs.spectral_radius[0]),
+            "stability": "diverged" if rs is None else STABILITY_LABELS[int(rs.label[0])],
+            "num_unstable": None if rs is None else int(rs.num_unstable[0]),
+            "local_growth": _floats([r.relaxed_growth])[0],
+            "norm": _floats([np.linalg.norm(np.asarray(r.relaxed.point))])[0],
         },
         "fixed_points": {
             "count": len(fp.points),
@@ -389,11 +413,14 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
             "rate_kick_se": _floats(r.ablation_kick.rate_se),
             "rate_control": _floats(r.ablation_control.rate),
             "rate_control_se": _floats(r.ablation_control.rate_se),
+            "mean_norm_kick": _floats(r.ablation_kick.mean_norm),
+            "mean_norm_control": _floats(r.ablation_control.mean_norm),
         },
         "noise": {
             "gammas": _floats(r.noise.values),
             "rate": _floats(r.noise.rate),
             "rate_se": _floats(r.noise.rate_se),
+            "mean_norm": _floats(r.noise.mean_norm),
             "final_spread": {k: _floats(v[:, -1]) for k, v in r.spread.items()},
         },
     }

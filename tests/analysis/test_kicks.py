@@ -110,6 +110,7 @@ def test_switching_rates_of_random_flip_match_closed_form():
     )
     expected = np.array([0.0, norm.sf(2.0), norm.sf(1.0)])
     assert sweep.rate[0] == 0.0
+    np.testing.assert_allclose(sweep.mean_norm, 1.0)  # |h| = 1 always
     z = (sweep.rate[1:] - expected[1:]) / sweep.rate_se[1:]
     assert np.all(np.abs(z) < 4), z
     # ablating the only unit at mu = 0 traps it at h = 0 (logits tie: argmax constant)
@@ -124,7 +125,7 @@ def test_switching_rates_of_random_flip_match_closed_form():
         num_timesteps=400,
         burn_in=0,
     )
-    assert abl.rate[0] == 0.0
+    assert abl.rate[0] == 0.0 and abl.mean_norm[0] == 0.0
     assert abs(abl.rate[1] - expected[2]) < 4 * abl.rate_se[1]
 
 

@@ -10,6 +10,7 @@ from probdyn.analysis import (
     classify_stability,
     jacobian,
     jacobians,
+    local_growth_rate,
     mobius_transform,
     relu_jacobian,
 )
@@ -78,3 +79,28 @@ def test_invalid_inputs():
         relu_jacobian(np.zeros((2, 2)), np.zeros(3))
     with pytest.raises(ValueError, match="h must"):
         jacobian(lambda h, x: h, np.zeros((2, 2)), np.zeros(1))
+
+
+def test_local_growth_rate_smooth_and_at_relu_origin():
+    import jax
+
+    # linear map: tends to the spectral radius (0.8), error O(1/k)
+    A = jnp.asarray([[0.8, 0.3], [0.0, 0.5]], jnp.float32)
+    g = local_growth_rate(jax.random.PRNGKey(0), lambda h, x: A @ h, jnp.zeros(2), 1,
+                          num_steps=60)  # fmt: skip
+    assert abs(float(g) - 0.8) < 0.03
+    # bias-free ReLU at h = 0: autodiff reports the Jacobian as 0, but a perturbation v
+    # maps to ReLU(W v); with W = diag(0.9, 0.6) its positive part shrinks by 0.9 per step
+    W = jnp.asarray([[0.9, 0.0], [0.0, 0.6]], jnp.float32)
+
+    def relu_step(h, x):
+        return jax.nn.relu(W @ h)
+
+    zero = jnp.zeros(2)
+    assert float(classify_stability(jacobians(relu_step, zero[None], 1)).spectral_radius[0]) == 0
+    g = local_growth_rate(jax.random.PRNGKey(1), relu_step, zero, 1, num_steps=60)
+    assert abs(float(g) - 0.9) < 0.03
+    # and a repelling origin is seen as such
+    g_up = local_growth_rate(jax.random.PRNGKey(1), lambda h, x: jax.nn.relu(1.2 * h), zero, 1,
+                             num_steps=20)  # fmt: skip
+    np.testing.assert_allclose(float(g_up), 1.2, rtol=1e-5)
