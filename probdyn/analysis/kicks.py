@@ -8,9 +8,12 @@ predictive power is the area under the ROC curve (Mann-Whitney) separating its a
 the ``window`` steps before each switch from its activity at all other times; ablation
 scales the group's activity after every step, :math:`h_{t+1}[G] \leftarrow \mu\,
 F(h_t, x_t)[G]`, and noise sensitivity scales the input, :math:`x_t \leftarrow \gamma x_t`.
-All rates at different :math:`\mu` (or :math:`\gamma`) use the same random numbers, so
-differences are not sampling noise between runs, and :math:`\mu = 1` reproduces the
-unmodified network exactly.
+(The reference code instead scales the group's *recurrent* drive,
+:math:`\mathrm{ReLU}(\mu (W_{hh} h)_G + (W_{ih} x)_G)`, which needs the network's weights;
+scaling the activity works for any ``step_fn`` and at :math:`\mu = 0` silences the group
+completely, noise drive included.) All rates at different :math:`\mu` (or :math:`\gamma`)
+use the same random numbers, so differences are not sampling noise between runs, and
+:math:`\mu = 1` reproduces the unmodified network exactly.
 
 References
 ----------
