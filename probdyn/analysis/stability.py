@@ -31,6 +31,11 @@ from jax.typing import ArrayLike
 
 from probdyn.analysis._checks import check_array, check_callable, check_int, check_positive
 
+try:  # optional: present wherever scikit-learn is
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
 __all__ = [
     "STABILITY_LABELS",
     "Stability",
@@ -148,6 +153,16 @@ def mobius_transform(eigenvalues: ArrayLike) -> np.ndarray:
         return (lam - 1.0) / (lam + 1.0)
 
 
+def _eigvals(J: np.ndarray) -> np.ndarray:
+    """Batched eigenvalues, with BLAS limited to one thread when threadpoolctl is installed:
+    for many small matrices OpenBLAS's worker threads only spin, and on a busy machine that
+    made the loop ~25x slower (measured: 20 matrices of 150 x 150, 6.4 s vs 0.23 s CPU)."""
+    if threadpool_limits is None:
+        return np.linalg.eigvals(J)
+    with threadpool_limits(1, user_api="blas"):
+        return np.linalg.eigvals(J)
+
+
 class Stability(NamedTuple):
     """Spectrum and stability class of each Jacobian.
 
@@ -199,7 +214,7 @@ def classify_stability(jacobian_matrices: ArrayLike, tol: float = 1e-6) -> Stabi
         raise ValueError(f"jacobian_matrices must be square, got shape {J.shape}")
     if not np.all(np.isfinite(J)):
         raise ValueError("jacobian_matrices must be finite, got non-finite entries")
-    lam = np.linalg.eigvals(J.astype(np.float64))
+    lam = _eigvals(J.astype(np.float64))
     order = np.argsort(-np.abs(lam), axis=-1, kind="stable")
     lam = np.take_along_axis(lam, order, axis=-1)
     mod = np.abs(lam)
