@@ -222,7 +222,7 @@ def analyse_dynamics(
             f"num_kick_units must be <= hidden_size / 2 = {hidden_size // 2} (a control group "
             f"of the same size is drawn from the rest), got {num_kick_units}"
         )
-    keys = jax.random.split(rng_key, 7)
+    keys = jax.random.split(rng_key, 8)
     dtype = jnp.result_type(float)
     traj = rollout(keys[0], step_fn, jnp.zeros(hidden_size, dtype), num_timesteps + burn_in,
                    noise_dim)[burn_in:]  # fmt: skip
@@ -280,7 +280,7 @@ def analyse_dynamics(
                 f"{DWELL_LABELS[code].replace('_', '-')} state (dwell {dwell.dwell_times[i]:.1f})"
             )
             spread[name] = np.asarray(
-                trajectory_spread(keys[6], step_fn, dwell_states[i], noise_dim, gammas)
+                trajectory_spread(keys[7], step_fn, dwell_states[i], noise_dim, gammas)
             )
 
     figures: list[Path] = []
@@ -306,8 +306,8 @@ def analyse_dynamics(
             "radius_vs_noise.png": lambda p: plot_radius_vs_noise(radius, p),
             "dwell_regions.png": lambda p: plot_dwell_regions(proj[:num_dwell_states], dwell, p),
             "ablation.png": lambda p: plot_ablation(
-                {f"kick units {list(kick_units)}": ablation_kick,
-                 f"random units {list(control_units)}": ablation_control}, p),
+                {f"kick units {kick_units.tolist()}": ablation_kick,
+                 f"random units {control_units.tolist()}": ablation_control}, p),
             "noise_sensitivity.png": lambda p: plot_ablation({"all units": noise}, p,
                                                              xlabel="γ (noise scale)"),
         }  # fmt: skip
