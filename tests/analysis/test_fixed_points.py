@@ -108,7 +108,9 @@ def test_outliers_are_dropped():
         np.eye(5) - A, b
     )
     # starts spread ~0.02 around a point ~11 from the fixed point: every end is an outlier
-    far = find_fixed_points(step, starts + 5.0, noise_dim=1, outlier_scale=2.0)
+    far = find_fixed_points(
+        step, starts + 5.0, noise_dim=1, outlier_scale=2.0, num_steps=10, polish_steps=0
+    )
     assert far.is_outlier.all() and far.points.shape == (0, 5)
 
 

@@ -100,7 +100,3 @@ def test_local_growth_rate_smooth_and_at_relu_origin():
     assert float(classify_stability(jacobians(relu_step, zero[None], 1)).spectral_radius[0]) == 0
     g = local_growth_rate(jax.random.PRNGKey(1), relu_step, zero, 1, num_steps=60)
     assert abs(float(g) - 0.9) < 0.03
-    # and a repelling origin is seen as such
-    g_up = local_growth_rate(jax.random.PRNGKey(1), lambda h, x: jax.nn.relu(1.2 * h), zero, 1,
-                             num_steps=20)  # fmt: skip
-    np.testing.assert_allclose(float(g_up), 1.2, rtol=1e-5)
