@@ -100,10 +100,12 @@ class DynamicsAnalysis(NamedTuple):
     dwell_num_unstable : numpy.ndarray, shape (4,)
         Mean number of unstable input-free Jacobian eigenvalues per dwell region (over
         ``num_eig_states`` of the dwell states; NaN for regions none of them fell in).
-    kick_scores : KickScores
-    kick_units, control_units : numpy.ndarray of int
+    kick_scores : KickScores or None
+        None when the trajectory has no switch (or no time away from one): then the kick
+        fields below are None too.
+    kick_units, control_units : numpy.ndarray of int or None
         The top-scoring units and a random group of the same size among the others.
-    ablation_kick, ablation_control : RateSweep
+    ablation_kick, ablation_control : RateSweep or None
         Switching rate against ``mu`` for each group.
     noise : RateSweep
         Switching rate against ``gamma``.
@@ -126,11 +128,11 @@ class DynamicsAnalysis(NamedTuple):
     radius: OrbitSweep
     dwell: DwellRegions
     dwell_num_unstable: np.ndarray
-    kick_scores: KickScores
-    kick_units: np.ndarray
-    control_units: np.ndarray
-    ablation_kick: RateSweep
-    ablation_control: RateSweep
+    kick_scores: KickScores | None
+    kick_units: np.ndarray | None
+    control_units: np.ndarray | None
+    ablation_kick: RateSweep | None
+    ablation_control: RateSweep | None
     noise: RateSweep
     spread: dict[str, np.ndarray]
     figures: list[Path]
@@ -199,8 +201,9 @@ def analyse_dynamics(
         Ablation/enhancement factors and noise scales.
     out_dir : str or Path, optional
         Where to write ``fixed_points.png``, ``orbit.png``, ``radius_vs_noise.png``,
-        ``dwell_regions.png``, ``ablation.png``, ``noise_sensitivity.png`` and ``spread.png``
-        (when a cluster or kick-zone state exists).
+        ``dwell_regions.png``, ``noise_sensitivity.png``, ``ablation.png`` (when the
+        trajectory switches symbols) and ``spread.png`` (when a cluster or kick-zone state
+        exists).
     symbol_names : sequence of str, optional
         Legend names of the symbols.
 
@@ -259,15 +262,20 @@ def analyse_dynamics(
     dwell_num_unstable = region_means(n_unstable, dwell.labels[sub], len(DWELL_LABELS))
 
     sym = emission.argmax(axis=-1)
-    scores = kick_neuron_scores(states, sym, window=kick_window)
-    kick_units = np.sort(scores.ranking[:num_kick_units])
-    others = np.setdiff1d(np.arange(hidden_size), kick_units)
-    perm = np.asarray(jax.random.permutation(keys[3], len(others)))
-    control_units = np.sort(others[perm[:num_kick_units]])
-    ablation_kick = ablation_sweep(keys[4], step_fn, readout_fn, sweep_starts, noise_dim,
-                                   kick_units, mus, sweep_timesteps, burn_in=0)  # fmt: skip
-    ablation_control = ablation_sweep(keys[4], step_fn, readout_fn, sweep_starts, noise_dim,
-                                      control_units, mus, sweep_timesteps, burn_in=0)  # fmt: skip
+    try:
+        scores = kick_neuron_scores(states, sym, window=kick_window)
+    except ValueError:  # no switch along the trajectory, or switching all the time
+        scores = kick_units = control_units = ablation_kick = ablation_control = None
+    if scores is not None:
+        kick_units = np.sort(scores.ranking[:num_kick_units])
+        others = np.setdiff1d(np.arange(hidden_size), kick_units)
+        perm = np.asarray(jax.random.permutation(keys[3], len(others)))
+        control_units = np.sort(others[perm[:num_kick_units]])
+        ablation_kick = ablation_sweep(keys[4], step_fn, readout_fn, sweep_starts, noise_dim,
+                                       kick_units, mus, sweep_timesteps, burn_in=0)  # fmt: skip
+        ablation_control = ablation_sweep(keys[4], step_fn, readout_fn, sweep_starts,
+                                          noise_dim, control_units, mus, sweep_timesteps,
+                                          burn_in=0)  # fmt: skip
     noise = noise_sensitivity(keys[5], step_fn, readout_fn, sweep_starts, noise_dim, gammas,
                               sweep_timesteps, burn_in=0)  # fmt: skip
 
@@ -305,12 +313,13 @@ def analyse_dynamics(
                                               symbol_names=symbol_names),
             "radius_vs_noise.png": lambda p: plot_radius_vs_noise(radius, p),
             "dwell_regions.png": lambda p: plot_dwell_regions(proj[:num_dwell_states], dwell, p),
-            "ablation.png": lambda p: plot_ablation(
-                {f"kick units {kick_units.tolist()}": ablation_kick,
-                 f"random units {control_units.tolist()}": ablation_control}, p),
             "noise_sensitivity.png": lambda p: plot_ablation({"all units": noise}, p,
                                                              xlabel="γ (noise scale)"),
         }  # fmt: skip
+        if scores is not None:
+            plots["ablation.png"] = lambda p: plot_ablation(
+                {f"kick units {kick_units.tolist()}": ablation_kick,
+                 f"random units {control_units.tolist()}": ablation_control}, p)  # fmt: skip
         if spread:
             plots["spread.png"] = lambda p: plot_spread(spread, gammas, p)
         for name, make in plots.items():
@@ -360,7 +369,8 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
         (count, speeds, spectral radii, stability names, slow-point count, distance to the
         relaxed point), ``orbit`` (explained variance ratio, turns, radius fits),
         ``dwell`` (region counts and mean dwell, unstable eigenvalues per region),
-        ``kick`` (units, AUCs, rates per mu for kick and control groups), ``noise`` (rates
+        ``kick`` (units, AUCs, rates per mu for kick and control groups; None without
+        switches), ``noise`` (rates
         per gamma).
     """
     r = result
@@ -404,7 +414,9 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
             "mean_dwell": _floats(region_means(r.dwell.dwell_times, r.dwell.labels)),
             "mean_num_unstable": _floats(r.dwell_num_unstable),
         },
-        "kick": {
+        "kick": None
+        if r.kick_scores is None
+        else {
             "units": [int(u) for u in r.kick_units],
             "auc": _floats(r.kick_scores.auc[r.kick_units]),
             "control_units": [int(u) for u in r.control_units],

@@ -47,3 +47,35 @@ def test_analyse_dynamics_end_to_end(relu_rnn, tmp_path):
         p.stat().st_size > 0 for p in res.figures
     )
     np.testing.assert_allclose(res.emission.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_analyse_dynamics_without_switches(relu_rnn, tmp_path):
+    """A readout that always prefers symbol 0: no kick analysis, the rest still runs."""
+    import jax.numpy as jnp
+
+    res = analyse_dynamics(
+        jax.random.PRNGKey(1),
+        relu_rnn.step,
+        lambda h: jnp.array([5.0, 0.0, 0.0]) + 0.0 * h[:3],
+        hidden_size=8,
+        noise_dim=3,
+        num_timesteps=60,
+        num_starts=8,
+        relaxation_steps=50,
+        optimiser_steps=30,
+        noise_variances=(0.5, 1.0),
+        num_trajectories=2,
+        sweep_timesteps=30,
+        num_dwell_states=10,
+        dwell_samples=4,
+        dwell_max_steps=10,
+        num_kick_units=2,
+        out_dir=tmp_path,
+    )
+    m = analysis_metrics(res)
+    json.dumps(m)
+    assert res.kick_scores is None and m["kick"] is None
+    assert m["noise"]["rate"] == [0.0, 0.0, 0.0]
+    assert m["dwell"]["counts"][2] == 10  # never leaves a confident symbol 0: clusters
+    assert not any(p.name == "ablation.png" for p in res.figures)
