@@ -101,11 +101,11 @@ class DynamicsAnalysis(NamedTuple):
         Mean number of unstable input-free Jacobian eigenvalues per dwell region (over
         ``num_eig_states`` of the dwell states; NaN for regions none of them fell in).
     kick_scores : KickScores or None
-        None when the trajectory has no switch (or no time away from one): then the kick
-        fields below are None too.
-    kick_units, control_units : numpy.ndarray of int or None
+        None when the trajectory has no switch (or no time away from one): then the unit
+        groups below are empty and the ablation rates NaN.
+    kick_units, control_units : numpy.ndarray of int
         The top-scoring units and a random group of the same size among the others.
-    ablation_kick, ablation_control : RateSweep or None
+    ablation_kick, ablation_control : RateSweep
         Switching rate against ``mu`` for each group.
     noise : RateSweep
         Switching rate against ``gamma``.
@@ -129,10 +129,10 @@ class DynamicsAnalysis(NamedTuple):
     dwell: DwellRegions
     dwell_num_unstable: np.ndarray
     kick_scores: KickScores | None
-    kick_units: np.ndarray | None
-    control_units: np.ndarray | None
-    ablation_kick: RateSweep | None
-    ablation_control: RateSweep | None
+    kick_units: np.ndarray
+    control_units: np.ndarray
+    ablation_kick: RateSweep
+    ablation_control: RateSweep
     noise: RateSweep
     spread: dict[str, np.ndarray]
     figures: list[Path]
@@ -265,7 +265,11 @@ def analyse_dynamics(
     try:
         scores = kick_neuron_scores(states, sym, window=kick_window)
     except ValueError:  # no switch along the trajectory, or switching all the time
-        scores = kick_units = control_units = ablation_kick = ablation_control = None
+        scores, kick_units, control_units = None, np.zeros(0, int), np.zeros(0, int)
+        nan = np.full(len(mus), np.nan)
+        ablation_kick = ablation_control = RateSweep(
+            np.asarray(mus, float), nan, nan, np.zeros((len(mus), 0)), nan
+        )
     if scores is not None:
         kick_units = np.sort(scores.ranking[:num_kick_units])
         others = np.setdiff1d(np.arange(hidden_size), kick_units)
@@ -369,8 +373,8 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
         (count, speeds, spectral radii, stability names, slow-point count, distance to the
         relaxed point), ``orbit`` (explained variance ratio, turns, radius fits),
         ``dwell`` (region counts and mean dwell, unstable eigenvalues per region),
-        ``kick`` (units, AUCs, rates per mu for kick and control groups; None without
-        switches), ``noise`` (rates
+        ``kick`` (units, AUCs, rates per mu for kick and control groups; ``skipped`` true,
+        empty units and None rates when the trajectory never switches), ``noise`` (rates
         per gamma).
     """
     r = result
@@ -414,11 +418,10 @@ def analysis_metrics(result: DynamicsAnalysis) -> dict:
             "mean_dwell": _floats(region_means(r.dwell.dwell_times, r.dwell.labels)),
             "mean_num_unstable": _floats(r.dwell_num_unstable),
         },
-        "kick": None
-        if r.kick_scores is None
-        else {
+        "kick": {
+            "skipped": r.kick_scores is None,
             "units": [int(u) for u in r.kick_units],
-            "auc": _floats(r.kick_scores.auc[r.kick_units]),
+            "auc": [] if r.kick_scores is None else _floats(r.kick_scores.auc[r.kick_units]),
             "control_units": [int(u) for u in r.control_units],
             "mus": _floats(r.ablation_kick.values),
             "rate_kick": _floats(r.ablation_kick.rate),

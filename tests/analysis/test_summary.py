@@ -75,7 +75,8 @@ def test_analyse_dynamics_without_switches(relu_rnn, tmp_path):
     )
     m = analysis_metrics(res)
     json.dumps(m)
-    assert res.kick_scores is None and m["kick"] is None
+    assert res.kick_scores is None and m["kick"]["skipped"] and m["kick"]["units"] == []
+    assert m["kick"]["rate_kick"] == [None, None, None] and m["kick"]["mus"] == [0.0, 1.0, 2.0]
     assert m["noise"]["rate"] == [0.0, 0.0, 0.0]
     assert m["dwell"]["counts"][2] == 10  # never leaves a confident symbol 0: clusters
     assert not any(p.name == "ablation.png" for p in res.figures)
