@@ -18,8 +18,18 @@ from probdyn.infer.particle import (
 )
 from probdyn.infer.pmmh import PMMH, PMMHState
 from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_model
+from probdyn.infer.surrogate import (
+    SURROGATE_METHODS,
+    AutoregressiveSurrogate,
+    add_rollouts,
+    make_windows,
+)
 
 __all__ = [
+    "AutoregressiveSurrogate",
+    "SURROGATE_METHODS",
+    "add_rollouts",
+    "make_windows",
     "CSGLD",
     "KERNELS",
     "LatentSDE",

@@ -107,6 +107,28 @@ def make_windows(trajectories: jax.Array, t0: int = 0) -> tuple[jax.Array, jax.A
     return inputs, targets, steps
 
 
+def _increment(method, net, t, u, key):
+    """Predicted increment of one state (and log rates for BARNN, else None)."""
+    if method == "barnn":
+        return net(t, u, key=key)
+    if method in ("variational_dropout", "mc_dropout"):
+        return net(u, key=key), None
+    return net(u), None
+
+
+@eqx.filter_jit
+def _batched_increment(method, net, t, u, keys):
+    """Increments of a minibatch (B, *space) and BARNN's KL per window (B,) (else None)."""
+    if keys is None:
+        pred, log_alpha = jax.vmap(lambda t_, u_: _increment(method, net, t_, u_, None))(t, u)
+    else:
+        pred, log_alpha = jax.vmap(lambda t_, u_, k_: _increment(method, net, t_, u_, k_))(
+            t, u, keys
+        )
+    kl = net.kl(log_alpha) if method == "barnn" else None
+    return pred, kl
+
+
 def _flat_name(path) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", jax.tree_util.keystr(path)).strip("_")
 
@@ -177,14 +199,7 @@ class AutoregressiveSurrogate:
 
     # -- one step ------------------------------------------------------------------------
     def _increment(self, net, t, u, key):
-        """Predicted increment of one state (and log rates for BARNN, else None)."""
-        if self.method == "barnn":
-            return net(t, u, key=key)
-        if self.method == "variational_dropout":
-            return net(u, key=key), None
-        if self.method == "mc_dropout":
-            return net(u, key=key), None
-        return net(u), None
+        return _increment(self.method, net, t, u, key)
 
     def _scale(self, dtype):
         if self.obs_scale is not None:
@@ -250,14 +265,11 @@ class AutoregressiveSurrogate:
                 axes = tuple(range(1, u.ndim))
                 amp = self.perturbation * jnp.max(jnp.abs(u), axis=axes, keepdims=True)
                 u = u + amp * jax.random.normal(k_pert, u.shape, u.dtype)
-            if keys is None:
-                pred, log_alpha = jax.vmap(lambda t_, u_: self._increment(net, t_, u_, None))(t, u)
-            else:
-                pred, log_alpha = jax.vmap(lambda t_, u_, k_: self._increment(net, t_, u_, k_))(
-                    t, u, keys
-                )
+            # one compiled call for the whole minibatch (the model also runs eagerly, when
+            # fit() inspects it, where op-by-op dispatch of a network is slow)
+            pred, kl = _batched_increment(self.method, net, t, u, keys)
             if self.method == "barnn":
-                numpyro.factor("kl", -self.kl_weight * net.kl(log_alpha))
+                numpyro.factor("kl", -self.kl_weight * kl)
             event = dist.Normal(pred, scale).to_event(u.ndim - 1)
             numpyro.sample("du", event, obs=du)
 
