@@ -40,8 +40,15 @@ def _weight_draws(layer, log_alpha, parametrisation, key):
     return draw
 
 
-@pytest.mark.parametrize("parametrisation", ["barnn", "gaussian"])
-@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize(
+    ("parametrisation", "kind"),
+    [
+        ("barnn", "conv"),
+        pytest.param("gaussian", "linear", marks=pytest.mark.slow),
+        pytest.param("barnn", "linear", marks=pytest.mark.slow),
+        pytest.param("gaussian", "conv", marks=pytest.mark.slow),
+    ],
+)
 def test_local_reparameterisation_matches_weight_sampling(parametrisation, kind):
     key = jax.random.PRNGKey(0)
     k_layer, k_x, k_mc1, k_mc2 = jax.random.split(key, 4)
