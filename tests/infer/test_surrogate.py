@@ -12,6 +12,7 @@ from scipy import stats
 import probdyn
 from probdyn.infer import AutoregressiveSurrogate, add_rollouts, make_windows
 from probdyn.nn import BARNN, FNO1d, VariationalDropout
+from probdyn.report.ensemble import rollout_metrics
 
 NUM_POINTS = 8
 
@@ -88,6 +89,9 @@ def test_barnn_through_fit_with_minibatches(vectors):
     np.testing.assert_allclose(pp["time"], np.arange(6.0))
     assert idata.observed_data["u"].dims == ("trajectory", "time", "space")
     assert "du" in idata.observed_data  # the training data stays
+    # the ensemble feeds the shared metrics as it is
+    metrics = rollout_metrics(ens.samples, vectors[:2])
+    assert metrics["rmse_per_step"].shape == (6,) and np.isfinite(metrics["crps"])
 
 
 @pytest.mark.slow
