@@ -10,16 +10,20 @@ training trajectories (:func:`make_windows`), with a Gaussian likelihood
 
 and one of the uncertainty methods compared by Coscia et al. (2025):
 
-=======================  =======================================================  =============
-``method``               what is random                                           fit with
-=======================  =======================================================  =============
-``"deterministic"``      nothing (also each member of a deep ensemble)            ``"svi"``
-``"perturb"``            input noise ``perturbation * max|u|`` (train and test)   ``"svi"``
-``"mc_dropout"``         dropout masks (the network's ``eqx.nn.Dropout``)         ``"svi"``
-``"variational_dropout"`` :class:`probdyn.nn.VariationalDropout` (one rate a layer) ``"svi"``
-``"barnn"``              :class:`probdyn.nn.BARNN` (state/time-dependent rates)     ``"svi"``
-``"bayes"``              the weights, prior :math:`\mathcal{N}(0, s^2)`             SG-MCMC, NUTS
-=======================  =======================================================  =============
+* ``"deterministic"``: nothing is random (fit with ``"svi"``). A *deep ensemble*
+  (Lakshminarayanan et al. 2017) is several of these from different initialisations,
+  each fitted, passed together as ``rollout(..., network=[net_1, ..., net_5])``.
+* ``"perturb"``: input noise of ``perturbation * max|u|`` at training and at the start of
+  every rollout (``"svi"``).
+* ``"mc_dropout"``: the dropout masks of the network's ``eqx.nn.Dropout`` layers, kept
+  active in rollouts (``"svi"``).
+* ``"variational_dropout"``: :class:`probdyn.nn.VariationalDropout`, one learned rate per
+  layer, log-uniform or ARD KL (``"svi"``).
+* ``"barnn"``: :class:`probdyn.nn.BARNN`, rates from the state and the time step, tVAMP
+  KL (``"svi"``).
+* ``"bayes"``: the weights themselves, prior :math:`\mathcal{N}(0, s^2)` (SG-MCMC:
+  ``"sghmc"``, ``"csgld"``, ``"sgld"``; or ``"nuts"`` for small networks); rollouts use
+  the (thinned) weight draws, one per sample.
 
 The model (:meth:`AutoregressiveSurrogate.model`) holds a subsampled plate
 ``"windows"``, so ``fit(..., model_kwargs={"batch_size": B})`` trains on minibatches, with
@@ -157,6 +161,29 @@ class AutoregressiveSurrogate:
         Relative input noise of ``"perturb"`` (the reference's 0.01).
     weight_prior_scale : float
         Scale of the Gaussian prior on every weight (``"bayes"``).
+
+    Examples
+    --------
+    >>> import jax, probdyn
+    >>> from probdyn.nn import BARNN, FNO1d
+    >>> from probdyn.infer import AutoregressiveSurrogate, add_rollouts, make_windows
+    >>> # trajectories: (num_trajectories, num_timesteps, 1, num_points)
+    >>> fno = FNO1d(1, 1, width=32, modes=12, key=jax.random.PRNGKey(0))
+    >>> surrogate = AutoregressiveSurrogate(
+    ...     BARNN(fno, in_channels=1, key=jax.random.PRNGKey(1)), method="barnn")
+    >>> idata = probdyn.fit(surrogate.model, *make_windows(trajectories), method="svi",
+    ...                     guide=surrogate.guide, num_steps=5000, learning_rate=1e-3,
+    ...                     num_chains=1, num_samples=1,
+    ...                     model_kwargs={"batch_size": 32})  # doctest: +SKIP
+    >>> ens = surrogate.rollout(test[:, 0], test.shape[1], rng_key=jax.random.PRNGKey(2),
+    ...                         network=surrogate.network_from_idata(idata),
+    ...                         num_samples=50)  # doctest: +SKIP
+    >>> idata = add_rollouts(idata, ens, truth=test)  # doctest: +SKIP
+
+    Weight posteriors: ``AutoregressiveSurrogate(net, method="bayes", obs_scale=0.1)``,
+    ``idata = probdyn.fit(surrogate.model, *windows, method="sghmc", thinning=10,
+    model_kwargs={"batch_size": 32}, ...)``, then ``surrogate.rollout(...,
+    weights=surrogate.weight_draws(idata, max_draws=100))``.
     """
 
     def __init__(
