@@ -341,7 +341,7 @@ class VariationalDropout(eqx.Module):
         self.where = where
         self.prior = prior
         self.num_weights = tuple(num_weights(layer) for layer in layers)
-        self.log_alpha = jnp.full((len(layers),), init_log_alpha, jnp.float32)
+        self.log_alpha = jnp.full((len(layers),), init_log_alpha, jnp.result_type(float))
 
     def __call__(self, u: jax.Array, *args, key: jax.Array | None) -> jax.Array:
         """``net(u, *args)`` with sampled pre-activations (``key=None``: mean path)."""
