@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import math
 import pkgutil
 
 import arviz as az
@@ -89,8 +90,23 @@ def _check_ion_channel(m):
     assert m["replicate_coverage_90_mean"] >= 0.75
 
 
+def _check_barnn_pde(m):
+    assert m["all_finite"]
+    for eq, table in m["tables"].items():
+        assert set(table) == set(m["methods"]), eq
+        det = table["deterministic"]
+        # no spread: infinite NLL, every truth value on one side of a point forecast
+        assert det["nll"] == float("inf") and det["ece"] > 0.4
+        for method, row in table.items():
+            if method != "deterministic":
+                assert math.isfinite(row["nll"]), (eq, method)
+                assert row["ece"] < det["ece"], (eq, method)
+        assert set(m["claims"][eq]) >= {"barnn_lowest_nll", "barnn_lowest_ece"}
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
+    "barnn_pde": _check_barnn_pde,
     "flashing_ratchet": _check_flashing_ratchet,
     "ion_channel": _check_ion_channel,
     "latent_sde_lorenz": _check_latent_sde_lorenz,
@@ -102,7 +118,14 @@ CHECKS = {
 }
 # Studies whose --quick run takes minutes (particle MCMC, neural-network training) run
 # with the slow tests (make test-all); their machinery has fast tests of its own.
-SLOW = {"ion_channel", "langevin_neural", "latent_sde_lorenz", "lotka_volterra_ssa", "sir_epidemic"}
+SLOW = {
+    "barnn_pde",
+    "ion_channel",
+    "langevin_neural",
+    "latent_sde_lorenz",
+    "lotka_volterra_ssa",
+    "sir_epidemic",
+}
 
 
 def test_every_case_study_has_checks():
@@ -129,3 +152,22 @@ def test_case_study_quick(name, tmp_path):
     # a second run without --overwrite must refuse to touch the folder
     with pytest.raises(FileExistsError, match="overwrite"):
         module.main(["--quick", "--out", str(out), "--no-progress"])
+
+
+# Tiny sizes of the neural-surrogate studies, in the default suite (their --quick runs take
+# minutes and run with the slow tests).
+SMOKE = {"barnn_pde": ["--methods", "deterministic,barnn"]}
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+def test_case_study_smoke(name, tmp_path):
+    module = importlib.import_module(f"probdyn.case_studies.{name}")
+    out = tmp_path / name
+    assert module.main(["--smoke", "--out", str(out), "--no-progress", *SMOKE[name]]) == 0
+    for required in ("idata.nc", "metrics.json", "report.md"):
+        assert (out / required).stat().st_size > 0, required
+    assert list(out.glob("*.png")), "no figures written"
+    idata = az.from_netcdf(out / "idata.nc")
+    assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["all_finite"]
