@@ -31,7 +31,8 @@ What the result should show
     condition excluded): NLL, ECE, RMSE, CRPS, 50%/90% coverage, spread-skill ratio and
     correlation time, plus rollouts with bands, the metrics against the horizon and the
     calibration curves. The paper's claim is checked as three yes/no statements. A
-    deterministic network has zero spread, so its NLL is infinite and its ECE near 0.5.
+    deterministic network has zero spread, so its NLL is infinite and its ECE at least 0.25
+    (every truth value is either below or above the point forecast).
 
 Outputs (in ``--out``, default ``results/barnn_pde``): ``idata.nc`` (the BARNN-tVAMP fit of
 the first equation: loss trace, fitted parameters, log-likelihood of the training windows,
