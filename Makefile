@@ -38,6 +38,7 @@ test-all: $(VENV)/.stamp-test
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/hmm.py $(BENCH_ARGS)
 	$(BIN)/python bench/sgmcmc.py $(BENCH_ARGS)
+	$(BIN)/python bench/barnn.py $(BENCH_ARGS)
 
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check .
