@@ -105,9 +105,21 @@ def _check_barnn_pde(m):
         assert set(m["claims"][eq]) >= {"barnn_lowest_nll", "barnn_lowest_ece"}
 
 
+def _check_barnn_sequences(m):
+    table = m["table"]
+    assert set(table) == {"lstm", "dropout", "barnn"}
+    for method, row in table.items():
+        for key in ("validity", "uniqueness", "novelty", "ece", "accuracy"):
+            assert 0.0 <= row[key] <= 1.0, (method, key)
+        # 9 tokens: a trained model beats the uniform next-token NLL log(9) = 2.2
+        assert row["nll_per_token"] < 2.0, method
+        assert row["validity"] > 0.2, method
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
     "barnn_pde": _check_barnn_pde,
+    "barnn_sequences": _check_barnn_sequences,
     "flashing_ratchet": _check_flashing_ratchet,
     "ion_channel": _check_ion_channel,
     "latent_sde_lorenz": _check_latent_sde_lorenz,
@@ -157,10 +169,15 @@ def test_case_study_quick(name, tmp_path):
 
 # Tiny sizes of the neural-surrogate studies, in the default suite (their --quick runs take
 # minutes and run with the slow tests).
-SMOKE = {"barnn_pde": ["--methods", "deterministic,barnn"]}
+SMOKE = {"barnn_pde": ["--methods", "deterministic,barnn"], "barnn_sequences": []}
+# barnn_sequences --smoke compiles three LSTM fits (~90 s of one core): with the slow tests
+SLOW_SMOKE = {"barnn_sequences"}
 
 
-@pytest.mark.parametrize("name", sorted(SMOKE))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_SMOKE else n for n in sorted(SMOKE)],
+)
 def test_case_study_smoke(name, tmp_path):
     module = importlib.import_module(f"probdyn.case_studies.{name}")
     out = tmp_path / name
