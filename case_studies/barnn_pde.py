@@ -223,15 +223,17 @@ def _fit_mcmc(method, det_net, sigma, windows, cfg, seed):
     start = {f"weights_{i}": leaf for i, leaf in enumerate(jax.tree.leaves(params))}
     n = windows[0].shape[0]
     batch = min(cfg["batch_size"], n)
-    # the potential's curvature scales as n / sigma^2 (unit-size features): SGHMC's time
-    # step is a fraction of sigma / sqrt(n), SGLD's step a fraction of sigma^2 / n
+    # the potential's curvature scales as (number of observed values) / sigma^2 for
+    # unit-size features: SGHMC's time step is a fraction of sigma / sqrt(num_obs), SGLD's
+    # step a fraction of sigma^2 / num_obs (every window observes a whole field)
+    num_obs = int(np.prod(windows[0].shape))
     total = cfg["num_warmup"] + cfg["num_draws"]
     thinning = max(1, cfg["num_draws"] // cfg["num_weight_draws"])
     if method == "sghmc":
-        step_size = 0.2 * sigma / math.sqrt(n)
+        step_size = 0.2 * sigma / math.sqrt(num_obs)
         options = dict(step_size=step_size, alpha=0.05 / step_size)
     else:
-        options = dict(step_size=0.1 * sigma**2 / n, num_steps=total, num_cycles=4)
+        options = dict(step_size=0.1 * sigma**2 / num_obs, num_steps=total, num_cycles=4)
     idata = fit(
         surrogate.model,
         *windows,
