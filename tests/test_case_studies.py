@@ -186,6 +186,6 @@ def test_case_study_smoke(name, tmp_path):
         assert (out / required).stat().st_size > 0, required
     assert list(out.glob("*.png")), "no figures written"
     idata = az.from_netcdf(out / "idata.nc")
-    assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+    assert {"posterior", "log_likelihood"} <= set(idata.groups())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["all_finite"]
