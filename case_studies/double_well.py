@@ -53,7 +53,7 @@ import numpy as np
 
 from probdyn.kernels import sde as K_
 from probdyn.models import double_well as dw
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
     doc_as_markdown,
     interval_rows,
@@ -376,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         f"[{q05:.3f}, {q95:.3f}] vs true {truth['exact']:.3f}\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -43,7 +43,7 @@ import numpyro.distributions as dist
 from probdyn.kernels.ctmc import stationary_distribution
 from probdyn.models import flashing_ratchet as fr
 from probdyn.processes.ctmc import MarkovJumpProcess, ObservedCTMC
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
     doc_as_markdown,
     interval_rows,
@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         f"90% intervals cover {metrics['coverage_90']:.0%} of the truth\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -38,7 +38,7 @@ import numpyro
 import numpyro.distributions as dist
 
 from probdyn import DiscreteHMM
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
     doc_as_markdown,
     interval_rows,
@@ -310,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         f"90% coverage {metrics['coverage_90']:.0%}, Viterbi accuracy "
         f"{metrics['viterbi_accuracy']:.1%}\nwrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

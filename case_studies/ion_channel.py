@@ -47,7 +47,7 @@ import numpy as np
 from probdyn.kernels.ctmc import stationary_distribution
 from probdyn.models import ion_channel as ic
 from probdyn.processes.ctmc import ObservedCTMC
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
     doc_as_markdown,
     interval_rows,
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{metrics['replicate_coverage_90_mean']:.0%} (nominal 90%)\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

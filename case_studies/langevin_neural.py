@@ -55,7 +55,7 @@ import jax
 import numpy as np
 
 from probdyn.models import langevin_flow as lf
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
 
 NAME = "langevin_neural"
@@ -426,6 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{n} {models[n]['rate_r2']:.3f}" for n in MODELS)
         + f"\nwrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

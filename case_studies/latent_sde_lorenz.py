@@ -54,7 +54,7 @@ import optax
 
 from probdyn.infer.latent_sde import LatentSDEELBO, linear_kl_schedule
 from probdyn.models import lorenz as lz
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.scores import crps, interval_coverage
 from probdyn.report.study import doc_as_markdown, study_parser
 
@@ -343,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{metrics['forecast_coverage_90']:.0%}\nwrote {out}/ (report.md, idata.nc, "
         "metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from probdyn.infer.particle import particle_filter, reaction_transition
 from probdyn.models import lotka_volterra as lv
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
     doc_as_markdown,
     interval_rows,
@@ -263,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         f"90% intervals cover {metrics['coverage_90']:.0%} of the true rates\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

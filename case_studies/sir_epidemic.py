@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from probdyn.models import sir
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, max_over, study_parser
 
 NAME = "sir_epidemic"
@@ -334,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         f"beta {g['beta']['shift_sd']:+.2f} sd, gamma {g['gamma']['shift_sd']:+.2f} sd\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

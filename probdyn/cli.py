@@ -4,8 +4,10 @@ Case-study contract: a module ``probdyn.case_studies.NAME`` whose docstring's fi
 is a one-line description and which defines ``main(argv: list[str] | None = None) -> int``,
 parsing ``--quick``, ``--seed N``, ``--out DIR`` (default ``results/NAME``) and
 ``--overwrite`` with argparse, refusing an existing non-empty ``--out`` unless
-``--overwrite`` (``probdyn.report.output.prepare_output_dir``) and writing ``idata.nc``,
-``metrics.json``, ``report.md`` and PNG figures there.
+``--overwrite`` (``probdyn.report.output.prepare_output_dir``), writing ``idata.nc``,
+``metrics.json``, ``report.md`` and PNG figures there and listing them in the folder's
+manifest (``probdyn.report.output.record_outputs``; ``probdyn run`` does it for a study
+that does not). ``--overwrite`` only ever removes files such a manifest lists.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
+    from probdyn.report.output import finish_outputs
+
     studies = available_case_studies()
     if args.name not in studies:
         names = ", ".join(studies) or "(none)"
@@ -102,11 +106,13 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         argv.append("--overwrite")
     try:
         code = module.main(argv + extra)
-    except FileExistsError as err:
+    except OSError as err:  # refused or unwritable --out, disk full, ...
         print(f"probdyn run: {err}", file=sys.stderr)
         return 1
     except SystemExit as err:  # argparse inside the case study
         code = err.code
+    # list what the study wrote in its folder's manifest, if it did not do so itself
+    finish_outputs(args.out if args.out is not None else f"results/{args.name}")
     if code is None:
         return 0
     return code if isinstance(code, int) else 1
@@ -117,7 +123,7 @@ def _report(args: argparse.Namespace) -> int:
 
     try:
         target = render_report(args.path)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:
         print(f"probdyn report: {err}", file=sys.stderr)
         return 1
     print(f"wrote {target}")

@@ -1,5 +1,6 @@
 """Tests for the probdyn command line, with a fake case study in a temporary folder."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import probdyn
 from probdyn import case_studies
 from probdyn.cli import available_case_studies, main
+from probdyn.report.output import MANIFEST_NAME
 
 FAKE_STUDY = '''"""Fake study: writes the contract's files.
 
@@ -113,3 +115,40 @@ def test_console_script_version():
     res = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0
     assert res.stdout.strip() == f"probdyn {probdyn.__version__}"
+
+
+def test_run_overwrite_never_deletes_user_files(fake_studies, capsys, monkeypatch):
+    # regression (issue 9): `--out . --overwrite` deleted the user's files, then crashed
+    work = fake_studies / "work"
+    work.mkdir()
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    assert main(["run", "fake_study", "--out", ".", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("probdyn run: ") and "Traceback" not in err
+    assert (work / "notes.txt").read_text() == "mine"
+    # a probdyn folder where the user later put a file: refused, the file survives
+    assert main(["run", "fake_study", "--out", "res"]) == 0
+    manifest = json.loads((work / "res" / MANIFEST_NAME).read_text())
+    assert manifest["files"] == ["metrics.json", "report.md"]  # recorded by the CLI
+    (work / "res" / "analysis.ipynb").write_text("{}")
+    assert main(["run", "fake_study", "--out", "res", "--overwrite"]) == 1
+    assert "analysis.ipynb" in capsys.readouterr().err
+    assert (work / "res" / "analysis.ipynb").read_text() == "{}"
+    (work / "res" / "analysis.ipynb").unlink()
+    assert main(["run", "fake_study", "--out", "res", "--overwrite", "--seed", "2"]) == 0
+    # --out a file or a symlink: one clear line, exit 1
+    for bad in ("notes.txt", "link"):
+        if bad == "link":
+            (work / "link").symlink_to(work / "res")
+        assert main(["run", "fake_study", "--out", bad, "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert "out=" in err and "Traceback" not in err
+    assert (work / "notes.txt").read_text() == "mine"
+
+
+def test_report_corrupt_idata_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "idata.nc").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 50)
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable netCDF" in err and "idata.nc" in err

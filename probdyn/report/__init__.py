@@ -10,7 +10,12 @@ from probdyn.report.ensemble import (
 )
 from probdyn.report.ensemble_plots import plot_calibration_curves, plot_metrics_vs_horizon
 from probdyn.report.idata import model_dims, to_inference_data
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import (
+    MANIFEST_NAME,
+    finish_outputs,
+    prepare_output_dir,
+    record_outputs,
+)
 from probdyn.report.plots import (
     plot_predictive_bands,
     plot_rank,
@@ -39,6 +44,7 @@ from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
 
 __all__ = [
     "GENERATED_MARKER",
+    "MANIFEST_NAME",
     "METRIC_NAMES",
     "CRPSResult",
     "CoverageResult",
@@ -50,6 +56,7 @@ __all__ = [
     "default_num_bins",
     "ebfmi",
     "elbo_relative_change",
+    "finish_outputs",
     "interval_coverage",
     "lpd",
     "metrics_table",
@@ -65,6 +72,7 @@ __all__ = [
     "prepare_output_dir",
     "rank_statistics",
     "rank_uniformity_pvalues",
+    "record_outputs",
     "render_report",
     "replicate_coverage",
     "rollout_metrics",
