@@ -22,10 +22,11 @@ import numpy as np
 import numpyro
 import xarray as xr
 from numpyro import handlers
-from numpyro.infer import HMC, MCMC, NUTS, Predictive, log_likelihood
+from numpyro.infer import HMC, NUTS, Predictive, log_likelihood
 
 import probdyn
-from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint, from_numpy, to_numpy
+from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint
+from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
 from probdyn.report.idata import model_dims, to_inference_data
 
@@ -119,97 +120,6 @@ def _split_options(method: str, options: dict, num_chains: int) -> tuple[dict, d
                 "model_kwargs)"
             )
     return options, {"chain_method": chain_method}
-
-
-def _run_mcmc(
-    kernel,
-    args,
-    kwargs,
-    *,
-    rng_key,
-    method,
-    num_chains,
-    num_warmup,
-    num_draws,
-    thinning,
-    chain_method,
-    progress_bar,
-    checkpoint,
-    checkpoint_every,
-    partial_idata,
-):
-    """Warm up once, then draw in segments of ``checkpoint_every`` (or all at once).
-
-    With a checkpoint, warmup and sampling are separate programs (and each segment is
-    compiled anew by NumPyro's ``MCMC.run``); without one, they run as one program.
-
-    Returns (samples, stats): dicts of NumPy arrays of shape (num_chains, num_draws, ...),
-    ``stats`` keyed by the kernel's field names.
-    """
-
-    def make_mcmc(num_iterations):
-        return MCMC(
-            kernel,
-            num_warmup=num_warmup,
-            num_samples=num_iterations,
-            num_chains=num_chains,
-            thinning=thinning,
-            chain_method=chain_method,
-            progress_bar=progress_bar,
-        )
-
-    # NUTS/HMC: the statistics ArviZ knows; SG-MCMC: the kernel's default_fields.
-    fields = tuple(f for f in _HMC_STATS if f != "diverging") if method in _HMC_METHODS else ()
-    if checkpoint is None:
-        # No checkpoint: warmup and sampling in one compiled program (half the compile time).
-        mcmc = make_mcmc(num_draws * thinning)
-        mcmc.run(rng_key, *args, extra_fields=fields, **kwargs)
-        samples = jax.device_get(mcmc.get_samples(group_by_chain=True))
-        stats = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
-        return _concat({}, samples), _concat({}, stats)
-    # Segments: run() after warmup reads num_samples afresh on every call.
-    mcmc = make_mcmc(thinning)
-    progress = checkpoint.load_progress()
-    if progress is None:
-        mcmc.warmup(rng_key, *args, **kwargs)
-        saved, samples, stats, done = to_numpy(mcmc.post_warmup_state), {}, {}, 0
-        checkpoint.save_progress({"kind": "mcmc", "draws_done": 0, "state": saved}, None, 0)
-    else:
-        saved, done = progress["state"], int(progress["draws_done"])
-        samples, stats = progress.get("samples", {}), progress.get("stats", {})
-    # Every segment starts from a state round-tripped through NumPy, resumed or not, so
-    # both paths feed identically typed arrays to the compiled sampler.
-    mcmc.post_warmup_state = from_numpy(saved)
-    segment = checkpoint_every or num_draws
-    while done < num_draws:
-        n = min(segment, num_draws - done)
-        mcmc.num_samples = n * thinning
-        state = mcmc.post_warmup_state
-        mcmc.run(state.rng_key, *args, extra_fields=fields, **kwargs)
-        new = jax.device_get(mcmc.get_samples(group_by_chain=True))
-        extra = jax.device_get(mcmc.get_extra_fields(group_by_chain=True))
-        samples = _concat(samples, new)
-        stats = _concat(stats, extra)
-        done += n
-        saved = to_numpy(mcmc.last_state)
-        mcmc.post_warmup_state = from_numpy(saved)
-        if checkpoint_every is not None:
-            payload = {
-                "kind": "mcmc",
-                "draws_done": done,
-                "state": saved,
-                "samples": samples,
-                "stats": stats,
-            }
-            checkpoint.save_progress(payload, partial_idata(samples, stats), done)
-    return samples, stats
-
-
-def _concat(old: dict, new: dict) -> dict:
-    new = {k: np.asarray(v) for k, v in new.items()}
-    if not old:
-        return new
-    return {k: np.concatenate([old[k], new[k]], axis=1) for k in new}
 
 
 def _sample_stats(method: str, stats: dict) -> dict:
@@ -525,7 +435,9 @@ def fit(
         attrs["svi_final_loss"] = float(losses[-1]) if len(losses) else float("nan")
     else:
         kernel = _kernel_class(method)(model, **method_options)
-        posterior, stats = _run_mcmc(
+        # NUTS/HMC: the statistics ArviZ knows; SG-MCMC: the kernel's default_fields.
+        fields = tuple(f for f in _HMC_STATS if f != "diverging") if method in _HMC_METHODS else ()
+        posterior, stats = run_mcmc(
             kernel,
             args,
             kwargs,
@@ -540,6 +452,8 @@ def fit(
             checkpoint=ckpt,
             checkpoint_every=checkpoint_every,
             partial_idata=lambda s, st: build(s, _sample_stats(method, st)),
+            fields=fields,
+            make_kernel=lambda: _kernel_class(method)(model, **method_options),
         )
         sample_stats = _sample_stats(method, stats)
 

@@ -217,13 +217,29 @@ def run_svi(
     num_steps = options["num_steps"]
     losses: list[np.ndarray] = []
     done = 0
-    progress = checkpoint.load_progress() if checkpoint is not None else None
+    progress = None
+    if checkpoint is not None:
+        progress = checkpoint.load_progress({"state": (state, ())})
     if progress is not None:
-        done = int(progress["steps_done"])
-        losses = [np.asarray(progress["losses"])]
-    # Round-trip through NumPy on every path so that resumed and uninterrupted runs feed
-    # identically typed arrays to the compiled step.
-    state = from_numpy(progress["state"] if progress is not None else to_numpy(state))
+        done, saved_losses = progress.get("steps_done"), progress.get("losses")
+        if progress.get("kind") != "svi" or saved_losses is None or "state" not in progress:
+            raise checkpoint.corrupt(f"it holds a {progress.get('kind')!r} run, not SVI")
+        if (
+            isinstance(done, bool)
+            or not isinstance(done, int)
+            or not 0 <= done <= num_steps
+            or saved_losses.shape != (done,)
+        ):
+            raise checkpoint.corrupt(
+                f"steps_done={done!r} but {list(saved_losses.shape)} losses are saved; "
+                f"expected an integer in [0, {num_steps}] equal to their number"
+            )
+        losses = [saved_losses]
+        state = progress["state"]
+    else:
+        # Round-trip through NumPy so that resumed and uninterrupted runs feed identically
+        # typed arrays to the compiled step.
+        state = from_numpy(to_numpy(state))
     segment = checkpoint_every or num_steps
     steps = _stepper(svi, args, kwargs, options["stable_update"])
     chunk = max(1, min(segment, num_steps) // 20) if progress_bar else segment

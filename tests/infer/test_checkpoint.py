@@ -100,11 +100,11 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     partial = az.from_netcdf(str(path))
     assert partial.attrs["probdyn_checkpoint"] == "partial"
     assert partial.posterior["mu"].shape == (2, 30)
-    assert os.path.exists(str(path) + ".state.pkl")
+    assert os.path.exists(str(path) + ".state.npz")
 
     mod = _load_script(script)
     resumed = fit(mod.model, mod.Y, checkpoint=str(path), **mod.SETTINGS)
-    assert not os.path.exists(str(path) + ".state.pkl")
+    assert not os.path.exists(str(path) + ".state.npz")
     uninterrupted = fit(mod.model, mod.Y, checkpoint=str(tmp_path / "other.nc"), **mod.SETTINGS)
     _posterior_equal(resumed, uninterrupted)
     assert resumed.posterior["mu"].shape == (2, 60)
