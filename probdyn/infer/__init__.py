@@ -1,6 +1,7 @@
 """Inference front door (:func:`fit`), SG-MCMC kernels, particle filters and PMMH, latent SDEs."""
 
 from probdyn._deprecation import moved
+from probdyn.infer.diagnose import nonfinite_sites
 from probdyn.infer.fit import METHODS, fit
 from probdyn.infer.latent_sde import (
     LatentSDE,
@@ -46,6 +47,7 @@ __all__ = [
     "fit",
     "full_data_model",
     "linear_kl_schedule",
+    "nonfinite_sites",
     "particle_filter",
     "pf_likelihood",
     "reaction_transition",

@@ -25,7 +25,9 @@ from numpyro import handlers
 from numpyro.infer import HMC, NUTS, Predictive, log_likelihood
 
 import probdyn
+from probdyn.infer._checks import check_bool, check_hmc_options, check_int, check_path
 from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint
+from probdyn.infer.diagnose import nonfinite_sites
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
 from probdyn.report.idata import model_dims, to_inference_data
@@ -84,14 +86,6 @@ def _kernel_options(cls: type) -> set[str] | None:
     return {n for n in params if n not in ("self", "model", "potential_fn")}
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected an integer")
-    if value < minimum:
-        raise ValueError(f"{name}={value!r} is out of range; expected an integer >= {minimum}")
-    return int(value)
-
-
 def _check_mapping(name: str, value: Any) -> dict:
     if value is None:
         return {}
@@ -110,6 +104,8 @@ def _split_options(method: str, options: dict, num_chains: int) -> tuple[dict, d
     chain_method = options.pop("chain_method", default if num_chains > 1 else "sequential")
     if chain_method not in _CHAIN_METHODS:
         raise ValueError(f"chain_method={chain_method!r} is not known; expected {_CHAIN_METHODS}")
+    if method in _HMC_METHODS:
+        check_hmc_options(options)
     accepted = _kernel_options(_kernel_class(method))
     if accepted is not None:
         unknown = sorted(set(options) - accepted)
@@ -142,6 +138,26 @@ def _sample_stats(method: str, stats: dict) -> dict:
         n = np.maximum(out["n_steps"], 1)
         out["tree_depth"] = (np.floor(np.log2(n)) + 1).astype(np.int64)
     return out
+
+
+def _explain_init_failure(run: Callable, model: Callable, args, kwargs, *rest, **options):
+    """``run(*rest, **options)``; NumPyro's "Cannot find valid initial parameters" names sites."""
+    try:
+        return run(*rest, **options)
+    except RuntimeError as err:
+        if "valid initial parameters" not in str(err):
+            raise
+        sites = nonfinite_sites(_full_data(model), args, kwargs)
+        where = (
+            "; ".join(f"{name!r}: {why}" for name, why in sites.items())
+            if sites
+            else "no single site is non-finite at every prior draw (check the model's "
+            "support, constraints and init_strategy)"
+        )
+        raise ValueError(
+            f"fit could not find initial parameters with a finite log-density. Sites whose "
+            f"log-density is not finite: {where}"
+        ) from err
 
 
 def _full_data(model: Callable) -> Callable:
@@ -278,7 +294,14 @@ def fit(
     Raises
     ------
     ValueError
-        Unknown ``method``, bad sizes, bad dims/coords, a checkpoint from another run.
+        Unknown ``method``; bad sizes or option values (e.g. ``target_accept_prob``
+        outside (0, 1), ``max_tree_depth < 1``, ``step_size <= 0``, a non-finite
+        ``learning_rate``), checked before anything is compiled; bad dims/coords; a
+        checkpoint from another run, an unreadable one, or an unwritable folder; no
+        finite initial log-density (naming the sites).
+    TypeError
+        Options the method does not take, arguments of the wrong type (a float
+        ``num_samples``, a string ``seed``, a non-bool flag).
 
     Notes
     -----
@@ -290,13 +313,31 @@ def fit(
     *Checkpoints.* MCMC warms up in one piece (the adaptation schedule needs it), saves
     the post-warmup state, then draws in segments of ``checkpoint_every`` kept draws,
     continuing each chain from the saved state and its own key, so the draws do not depend
-    on where the run was interrupted. NumPyro compiles the sampling loop anew for every
-    ``MCMC.run`` call, so each segment costs a compilation (seconds): choose segments
-    that take minutes. SVI saves the optimiser state and the loss trace every
-    ``checkpoint_every`` steps; the guide draws are made at the end.
-    TypeError
-        Options the method does not take, arguments of the wrong type.
+    on where the run was interrupted. All segments run through one compiled sampler
+    (compiled once per segment length, :mod:`probdyn.infer.segments`), so a run of
+    hundreds of segments neither recompiles nor grows in memory; its draws are identical
+    whether or not the run was interrupted, though not bit-identical to a run without a
+    checkpoint (another compiled program). SVI saves the optimiser state and the loss
+    trace every ``checkpoint_every`` steps; the guide draws are made at the end.
 
+    *What a checkpoint contains* (``checkpoint="run.nc"``): ``run.nc``, a netCDF
+    InferenceData (the draws so far, then the full result) whose root attributes hold
+    the status (``"partial"``/``"complete"``), the number of draws done and the run's
+    fingerprint (hashes of the model source, data and every setting above) as JSON; and,
+    until the run completes, ``run.nc.state.npz``: NumPy arrays only (read with
+    ``allow_pickle=False``) -- the sampler or optimiser state (PRNG keys as raw key
+    data), the draws or losses so far -- and a JSON header with the fingerprint and the
+    counters. Nothing is unpickled or executed: the header's fingerprint is compared
+    with this call's before any array is read, the arrays must fit the structure,
+    shapes and dtypes of the state this process builds, and the counters must agree
+    with the saved arrays; a truncated or edited file is refused with an error naming
+    it, and an old ``run.nc.state.pkl`` is refused unopened. The folder must be writable
+    (checked before warmup).
+
+    *Initialisation.* When no initial point with a finite log-density is found, the
+    error names the sample sites whose log-density is not finite at a prior draw (see
+    :func:`probdyn.infer.diagnose.nonfinite_sites`), instead of NumPyro's bare "Cannot
+    find valid initial parameters".
     Examples
     --------
     >>> import numpyro, numpyro.distributions as dist, jax.numpy as jnp
@@ -319,11 +360,16 @@ def fit(
     if not callable(model):
         raise TypeError(f"model={model!r} is not callable; expected a NumPyro model function")
     kwargs = _check_mapping("model_kwargs", model_kwargs)
-    num_chains = _check_int("num_chains", num_chains, 1)
-    num_warmup = _check_int("num_warmup", num_warmup, 0)
-    num_samples = _check_int("num_samples", num_samples, 1)
-    seed = _check_int("seed", seed, 0)
-    thinning = _check_int("thinning", thinning, 1)
+    num_chains = check_int("num_chains", num_chains, 1)
+    num_warmup = check_int("num_warmup", num_warmup, 0)
+    num_samples = check_int("num_samples", num_samples, 1)
+    # PRNGKey keeps 32 bits of the seed without x64: larger seeds would collide
+    seed = check_int("seed", seed, 0, 2**32 - 1)
+    predictive = check_bool("predictive", predictive)
+    progress_bar = check_bool("progress_bar", progress_bar)
+    if checkpoint is not None:
+        check_path("checkpoint", checkpoint)
+    thinning = check_int("thinning", thinning, 1)
     if num_samples < thinning:
         raise ValueError(
             f"num_samples={num_samples} keeps no draw with thinning={thinning}; expected "
@@ -337,7 +383,7 @@ def fit(
             "likelihood site cannot be sampled; simulate from the posterior draws instead"
         )
     if checkpoint_every is not None:
-        checkpoint_every = _check_int("checkpoint_every", checkpoint_every, 1)
+        checkpoint_every = check_int("checkpoint_every", checkpoint_every, 1)
         if checkpoint is None:
             raise ValueError(
                 f"checkpoint_every={checkpoint_every} was given without checkpoint; "
@@ -437,7 +483,11 @@ def fit(
         kernel = _kernel_class(method)(model, **method_options)
         # NUTS/HMC: the statistics ArviZ knows; SG-MCMC: the kernel's default_fields.
         fields = tuple(f for f in _HMC_STATS if f != "diverging") if method in _HMC_METHODS else ()
-        posterior, stats = run_mcmc(
+        posterior, stats = _explain_init_failure(
+            run_mcmc,
+            model,
+            args,
+            kwargs,
             kernel,
             args,
             kwargs,

@@ -92,7 +92,8 @@ def segment_sampler(
         states, (samples, stats) = batched(states, n)
         return states, samples, stats
 
-    run.compiled = batched  # for tests: ``_cache_size()`` counts compilations
+    # for tests: ``run.compiled._cache_size()`` counts the compilations
+    run.compiled = single if chain_method == "sequential" else batched
     return run
 
 

@@ -7,6 +7,7 @@ segments so that the optimiser state can be checkpointed, and draws from the fit
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -90,7 +91,8 @@ def _make_optimizer(optimizer: Any, learning_rate: Any):
                 "or an optax GradientTransformation"
             )
         lr = 1e-2 if learning_rate is None else learning_rate
-        if not callable(lr) and not (isinstance(lr, (int, float)) and lr > 0):
+        number = isinstance(lr, (int, float, np.integer, np.floating)) and not isinstance(lr, bool)
+        if not callable(lr) and not (number and math.isfinite(lr) and lr > 0):
             raise ValueError(
                 f"learning_rate={lr!r} is not valid; expected a positive float or an optax "
                 "schedule (a callable of the step count)"
@@ -130,6 +132,10 @@ def validate_svi_options(options: Mapping[str, Any]) -> dict[str, Any]:
         value = opts[name]
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}={value!r} is not valid; expected an integer >= 1")
+    if not isinstance(opts["stable_update"], (bool, np.bool_)):
+        raise TypeError(f"stable_update={opts['stable_update']!r} is not a bool")
+    if opts["guide_kwargs"] is not None and not isinstance(opts["guide_kwargs"], Mapping):
+        raise TypeError(f"guide_kwargs={opts['guide_kwargs']!r} is not a dict")
     if options.get("loss") is not None and "num_particles" in options:
         raise TypeError("num_particles and loss were both given; set num_particles in loss")
     guide = opts["guide"]

@@ -260,6 +260,26 @@ def test_sgmcmc_methods_give_the_same_groups():
         ({"dims": {"z": ["a"]}}, ValueError, ["dims", "'z'"]),
         ({"dims": {"w": ["a", "b"]}}, ValueError, ["dims['w']"]),
         ({"coords": {"obs_id": np.arange(3)}}, ValueError, ["coords['obs_id']", "(8,)"]),
+        # issue 9: nonsense options were accepted and sampled with (frozen chains, inf steps)
+        ({"target_accept_prob": 1.5}, ValueError, ["target_accept_prob=1.5", "(0, 1)"]),
+        ({"target_accept_prob": -0.5}, ValueError, ["target_accept_prob=-0.5"]),
+        ({"target_accept_prob": float("nan")}, ValueError, ["target_accept_prob=nan"]),
+        ({"max_tree_depth": -1}, ValueError, ["max_tree_depth=-1", ">= 1"]),
+        ({"max_tree_depth": (10, 0)}, ValueError, ["max_tree_depth=0"]),
+        ({"method": "hmc", "num_steps": 0}, ValueError, ["num_steps=0"]),
+        ({"method": "hmc", "trajectory_length": -1.0}, ValueError, ["trajectory_length=-1.0"]),
+        ({"step_size": 0.0}, ValueError, ["step_size=0.0", "> 0"]),
+        ({"step_size": float("inf")}, ValueError, ["step_size=inf"]),
+        ({"adapt_step_size": "no"}, TypeError, ["adapt_step_size='no'"]),
+        ({"dense_mass": "yes"}, TypeError, ["dense_mass='yes'"]),
+        ({"seed": 2**32}, ValueError, ["seed=4294967296"]),
+        ({"seed": -1}, ValueError, ["seed=-1"]),
+        ({"predictive": "yes"}, TypeError, ["predictive='yes'"]),
+        ({"checkpoint": 3}, TypeError, ["checkpoint=3"]),
+        ({"method": "svi", "learning_rate": float("inf")}, ValueError, ["learning_rate=inf"]),
+        ({"method": "svi", "stable_update": 1}, TypeError, ["stable_update=1"]),
+        ({"method": "sgld", "step_size": -1e-3}, ValueError, ["step_size", "-0.001"]),
+        ({"method": "pmmh", "target_accept_prob": 1.5}, ValueError, ["target_accept_prob"]),
     ],
 )
 def test_bad_inputs_raise_before_compiling(kwargs, error, words, monkeypatch):
@@ -269,7 +289,7 @@ def test_bad_inputs_raise_before_compiling(kwargs, error, words, monkeypatch):
     def no_run(*a, **k):  # pragma: no cover - reached only if validation is missing
         raise AssertionError("inference started despite bad input")
 
-    monkeypatch.setattr(fit_module, "_run_mcmc", no_run)
+    monkeypatch.setattr(fit_module, "run_mcmc", no_run)
     monkeypatch.setattr(fit_module, "run_svi", no_run)
     kwargs = {"model_kwargs": {"y": jnp.asarray(Y)}, **kwargs}
     with pytest.raises(error) as info:
@@ -351,3 +371,23 @@ def test_svi_replays_the_model_with_its_fitted_params():
     np.testing.assert_allclose(
         idata.log_likelihood["y"].values.reshape(-1), np.asarray(expected), rtol=1e-4
     )
+
+
+def test_init_failure_names_the_site():
+    # was: NumPyro's bare "Cannot find valid initial parameters"
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    with pytest.raises(ValueError, match=r"'y': observed site with 1 non-finite value"):
+        fit(model, jnp.asarray([0.1, jnp.nan]), num_chains=1, num_warmup=2, num_samples=2,
+            progress_bar=False)  # fmt: skip
+    from probdyn.infer import nonfinite_sites
+
+    def count_model(y):
+        rate = numpyro.sample("rate", dist.LogNormal(0.0, 1.0))
+        numpyro.sample("y", dist.Poisson(rate), obs=y)
+
+    bad = nonfinite_sites(count_model, (jnp.asarray([1.0, -3.0]),))
+    assert list(bad) == ["y"] and "outside the support" in bad["y"]
+    assert nonfinite_sites(count_model, (jnp.asarray([1.0, 3.0]),)) == {}
