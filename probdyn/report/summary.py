@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -213,6 +215,52 @@ def _group_problems(values: pd.Series, bad: pd.Series, fmt_one, fmt_many) -> lis
     return out
 
 
+def _threshold(name: str, value, lower: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{name}={value!r} is a {type(value).__name__}; expected a number")
+    if not np.isfinite(value) or value < lower:
+        raise ValueError(f"{name}={value!r} is not valid; expected a finite number >= {lower:g}")
+    return float(value)
+
+
+def _names(mask: pd.Series) -> str:
+    names = [str(i) for i in mask.index[mask]]
+    return ", ".join(f"'{n}'" for n in names[:5]) + (
+        f" and {len(names) - 5} more" if len(names) > 5 else ""
+    )
+
+
+def _constant_rows(post, table: pd.DataFrame, var_names) -> pd.Series:
+    """Rows of ``table`` whose draws are one finite value (R-hat/ESS undefined, no problem)."""
+    out = pd.Series(False, index=table.index)
+    for var in var_names or list(post.data_vars):
+        vals = np.asarray(post[var].values)
+        flat = vals.reshape(vals.shape[0] * vals.shape[1], -1)
+        if flat.shape[0] == 0 or vals.dtype.kind not in "biufc":
+            continue
+        same = np.all(flat == flat[:1], axis=0) & np.all(np.isfinite(flat), axis=0)
+        labels = [var] if flat.shape[1] == 1 and var in table.index else None
+        if labels is None:
+            labels = [i for i in table.index if _base_name(i) == var]
+        if len(labels) == flat.shape[1]:
+            out[labels] = same
+    return out
+
+
+def _max_depth(given: int | None, idata) -> int:
+    if given is not None:
+        return int(given)
+    raw = getattr(idata, "attrs", {}).get("options")
+    try:
+        value = json.loads(raw).get("max_tree_depth") if isinstance(raw, str) else None
+        parsed = ast.literal_eval(value) if isinstance(value, str) else value
+    except (ValueError, SyntaxError, AttributeError):
+        parsed = None
+    if isinstance(parsed, tuple) and len(parsed) == 2:
+        parsed = parsed[1]  # (warmup depth, sampling depth)
+    return int(parsed) if isinstance(parsed, int) and parsed >= 1 else 10
+
+
 def summary(
     idata,
     *,
@@ -221,6 +269,7 @@ def summary(
     ess_min_per_chain: float = 100,
     bfmi_min: float = _BFMI_MIN,
     elbo_rtol: float = 0.01,
+    max_tree_depth: int | None = None,
 ) -> Summary:
     """Diagnose a fit: R-hat, ESS, divergences, E-BFMI and, for SVI, loss convergence.
 
@@ -243,6 +292,10 @@ def summary(
     elbo_rtol : float
         Largest acceptable relative change of the smoothed SVI loss over the last 10% of
         steps (see :func:`elbo_relative_change`).
+    max_tree_depth : int, optional
+        NUTS maximum tree depth, for the saturation check on ``sample_stats.tree_depth``;
+        default the ``max_tree_depth`` recorded in ``idata.attrs["options"]`` by
+        :func:`probdyn.fit`, else NumPyro's default 10.
 
     Returns
     -------
@@ -256,12 +309,29 @@ def summary(
     the guide, so R-hat and ESS say nothing about convergence and are not checked; the
     loss trace is checked instead. R-hat needs at least two chains.
 
+    Non-finite values are problems, never passes: NaN/inf posterior draws, an R-hat or
+    ESS that cannot be computed (e.g. one draw per chain) for a variable that is not
+    constant, non-finite ``energy``/``lp`` (a non-finite log-density, reported apart from
+    divergences), non-finite entries of ``diverging``, an E-BFMI that is NaN. NUTS trees
+    that reach ``max_tree_depth`` are reported too (an efficiency problem: the sampler's
+    trajectories were cut short).
+
     References
     ----------
     Vehtari, A., Gelman, A., Simpson, D., Carpenter, B. and Bürkner, P.-C. (2021).
     Rank-normalization, folding, and localization: an improved R-hat for assessing
     convergence of MCMC. Bayesian Analysis 16(2), 667-718.
     """
+    rhat_max = _threshold("rhat_max", rhat_max, 1.0)
+    ess_min_per_chain = _threshold("ess_min_per_chain", ess_min_per_chain, 0.0)
+    bfmi_min = _threshold("bfmi_min", bfmi_min, 0.0)
+    elbo_rtol = _threshold("elbo_rtol", elbo_rtol, 0.0)
+    if max_tree_depth is not None and (
+        isinstance(max_tree_depth, bool)
+        or not isinstance(max_tree_depth, int | np.integer)
+        or max_tree_depth < 1
+    ):
+        raise ValueError(f"max_tree_depth={max_tree_depth!r} is not valid; expected an int >= 1")
     if not hasattr(idata, "posterior"):
         raise ValueError(
             "idata must be an arviz.InferenceData with a posterior group; "
@@ -289,10 +359,17 @@ def summary(
         warnings.simplefilter("ignore")  # ArviZ warns on 1 chain or constant values
         table = az.summary(idata, var_names=var_names, kind="all" if check_mcmc else "stats")
 
+    constant = _constant_rows(post, table, var_names)
     if check_mcmc and num_chains < 2:
         notes.append("only 1 chain: R-hat cannot detect chains that disagree; run 2 or more")
     if check_mcmc and num_chains >= 2 and "r_hat" in table:
         rhat = table["r_hat"].astype(float)
+        undefined = rhat.isna() & ~constant
+        if undefined.any():
+            problems.append(
+                f"R-hat could not be computed (NaN) for {_names(undefined)}: too few draws "
+                f"({num_draws} per chain) or non-finite draws; run longer"
+            )
         problems += _group_problems(
             rhat,
             rhat > rhat_max,
@@ -308,6 +385,12 @@ def summary(
         )
     if check_mcmc and "ess_bulk" in table:
         ess = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1) / num_chains
+        undefined = table[["ess_bulk", "ess_tail"]].astype(float).isna().any(axis=1) & ~constant
+        if undefined.any():
+            problems.append(
+                f"ESS could not be computed (NaN) for {_names(undefined)}: too few draws "
+                f"({num_draws} per chain) or non-finite draws; run longer"
+            )
         problems += _group_problems(
             ess,
             ess < ess_min_per_chain,
@@ -320,16 +403,39 @@ def summary(
                 f"in {k} of {n} elements (worst '{v.idxmin()}' = {v.min():.0f}); run longer"
             ),
         )
-    nan_rows = table.index[table["mean"].isna()] if "mean" in table else []
-    if len(nan_rows):
-        problems.append(f"non-finite posterior draws in {list(nan_rows)[:5]}")
+    for var in var_names or list(post.data_vars):
+        vals = np.asarray(post[var].values)
+        if vals.dtype.kind in "fc":
+            bad = int(np.sum(~np.isfinite(vals)))
+            if bad:
+                problems.append(
+                    f"non-finite posterior draws of '{var}': {bad} of {vals.size} values are "
+                    "NaN or inf; the sampler or model broke down numerically"
+                )
 
     num_div = None
     bfmi = None
     elbo_change = None
     if stats is not None:
+        if "lp" in stats or "energy" in stats:
+            name = "lp" if "lp" in stats else "energy"
+            vals = np.asarray(stats[name], dtype=float)
+            bad = int(np.sum(~np.isfinite(vals)))
+            if bad:
+                problems.append(
+                    f"non-finite log-density: sample_stats '{name}' is NaN or inf at {bad} of "
+                    f"{vals.size} draws (distinct from divergences): the model's log-density "
+                    "overflows or leaves its support where the sampler went"
+                )
         if "diverging" in stats:
-            num_div = int(np.asarray(stats["diverging"]).sum())
+            div = np.asarray(stats["diverging"])
+            if div.dtype.kind in "fc" and not np.all(np.isfinite(div)):
+                problems.append(
+                    f"sample_stats 'diverging' has {int(np.sum(~np.isfinite(div)))} non-finite "
+                    "entries (expected True/False): the statistics are corrupt"
+                )
+                div = np.where(np.isfinite(div), div, 0)
+            num_div = int(np.sum(div != 0))
             if num_div:
                 frac = num_div / max(1, num_chains * num_draws)
                 problems.append(
@@ -338,15 +444,31 @@ def summary(
                     "raise target_accept_prob or reparameterise"
                 )
         if "energy" in stats:
-            energy = np.asarray(stats["energy"]).reshape(num_chains, -1)
+            energy = np.asarray(stats["energy"], dtype=float).reshape(num_chains, -1)
             if energy.shape[1] >= 2:
-                bfmi = ebfmi(energy)
+                with np.errstate(all="ignore"):
+                    bfmi = ebfmi(energy)
                 for c, b in enumerate(bfmi):
-                    if b < bfmi_min:
+                    if not np.isfinite(b):
+                        problems.append(
+                            f"E-BFMI of chain {c} cannot be computed ({b}): its energy is "
+                            "non-finite or constant"
+                        )
+                    elif b < bfmi_min:
                         problems.append(
                             f"E-BFMI of chain {c} is {b:.2f} (< {bfmi_min}): momentum "
                             "resampling explores the energy poorly; reparameterise"
                         )
+        if "tree_depth" in stats:
+            depth = _max_depth(max_tree_depth, idata)
+            hit = int(np.sum(np.asarray(stats["tree_depth"]) >= depth))
+            if hit:
+                frac = hit / max(1, np.asarray(stats["tree_depth"]).size)
+                problems.append(
+                    f"{hit} NUTS transition{'s' if hit > 1 else ''} ({frac:.1%}) reached the "
+                    f"maximum tree depth {depth}: trajectories were cut short (inefficient "
+                    "exploration); raise max_tree_depth or reparameterise"
+                )
         if "loss" in stats:
             loss = np.asarray(stats["loss"], dtype=float).ravel()
             if not np.all(np.isfinite(loss)):

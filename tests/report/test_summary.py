@@ -1,5 +1,7 @@
 """Tests for probdyn.report.summary."""
 
+import json
+
 import arviz as az
 import jax
 import numpy as np
@@ -145,3 +147,67 @@ def test_svi_loss_convergence_check():
     assert any("non-finite" in p for p in summary(_svi_idata(bad)).problems)
     with pytest.raises(ValueError, match="loss"):
         elbo_relative_change([1.0])
+
+
+# issue 9: non-finite values were reported as "all checks passed"
+def _idata(posterior, stats=None, attrs=None):
+    idata = az.from_dict(posterior=posterior, sample_stats=stats or {})
+    idata.attrs.update(attrs or {})
+    return idata
+
+
+@pytest.fixture(scope="module")
+def healthy():
+    rng = np.random.default_rng(3)
+    post = {"mu": rng.normal(size=(2, 400)), "fixed": np.ones((2, 400))}
+    stats = {"diverging": np.zeros((2, 400), bool), "energy": rng.normal(size=(2, 400))}
+    return post, stats
+
+
+def test_healthy_with_a_constant_variable_passes(healthy):
+    res = summary(_idata(*healthy))
+    assert res.ok, res.problems  # a constant site has NaN R-hat: not a problem
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("inf_draw", ["non-finite posterior draws of 'mu'", "1 of 800"]),
+        ("nan_energy", ["non-finite log-density", "'energy'", "E-BFMI of chain 0 cannot"]),
+        ("one_draw", ["R-hat could not be computed", "ESS could not be computed"]),
+        ("nan_diverging", ["'diverging' has 2 non-finite"]),
+        ("nan_lp", ["non-finite log-density", "'lp'", "distinct from divergences"]),
+        ("tree_depth", ["reached the maximum tree depth 6", "25.0%"]),
+    ],
+)
+def test_non_finite_is_a_problem(healthy, case, words):
+    post, stats = dict(healthy[0]), dict(healthy[1])
+    attrs = {}
+    if case == "inf_draw":
+        post["mu"] = post["mu"].copy()
+        post["mu"][1, 7] = np.inf
+    elif case == "nan_energy":
+        stats["energy"] = np.full((2, 400), np.nan)
+    elif case == "one_draw":
+        post, stats = {"mu": post["mu"][:, :1]}, {}
+    elif case == "nan_diverging":
+        stats["diverging"] = np.zeros((2, 400))
+        stats["diverging"][0, :2] = np.nan
+    elif case == "nan_lp":
+        stats["lp"] = np.zeros((2, 400))
+        stats["lp"][0, 5] = -np.inf
+    elif case == "tree_depth":
+        stats["tree_depth"] = np.tile([3, 4, 5, 6], (2, 100))
+        attrs = {"options": json.dumps({"max_tree_depth": "6"})}
+    res = summary(_idata(post, stats, attrs))
+    assert not res.ok
+    text = " ".join(res.problems)
+    for word in words:
+        assert word in text, (word, res.problems)
+    assert "all checks passed" not in res.to_markdown()
+
+
+@pytest.mark.parametrize("name", ["rhat_max", "ess_min_per_chain", "bfmi_min", "elbo_rtol"])
+def test_nan_thresholds_are_refused(healthy, name):
+    with pytest.raises(ValueError, match=f"{name}=nan"):
+        summary(_idata(*healthy), **{name: float("nan")})
