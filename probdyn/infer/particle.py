@@ -309,7 +309,9 @@ def particle_filter(
         Time of the initial particles.
     mask : ArrayLike of bool, shape (T,), optional
         False where ``obs`` is missing: that step propagates without weighting or
-        resampling (``obs_log_prob`` is not used there).
+        resampling (``obs_log_prob`` is not used there). Numbers must be 0 or 1: other
+        values raise ``ValueError`` on concrete input and give a NaN log-likelihood
+        under ``jit``.
     return_particles : bool
         Also return all particles and log-weights (memory O(T N)).
 
@@ -354,12 +356,24 @@ def particle_filter(
     times, t0 = _check_times(times, t0)
     T = times.shape[0]
     _leading("obs", obs, T, "one entry per observation time")
+    mask_ok = True  # under jit a non-0/1 mask cannot raise: the log-likelihood is NaN
     if mask is None:
         mask = jnp.ones((T,), bool)
     else:
         mask = jnp.asarray(mask)
         if mask.shape != (T,):
             raise ValueError(f"mask must have shape ({T},) to match times; got {mask.shape}")
+        if mask.dtype != jnp.bool_:
+            if not jnp.issubdtype(mask.dtype, jnp.number) or jnp.iscomplexobj(mask):
+                raise TypeError(f"mask has dtype {mask.dtype}; expected bool (or 0/1 numbers)")
+            if not isinstance(mask, jax.core.Tracer):
+                values = np.unique(np.asarray(mask))
+                if not np.all(np.isin(values, (0, 1))):
+                    raise ValueError(
+                        f"mask has values {values[~np.isin(values, (0, 1))][:5].tolist()}; "
+                        "expected True/False (or 0/1): a fractional mask is not a weight"
+                    )
+            mask_ok = jnp.all((mask == 0) | (mask == 1))
         mask = mask.astype(bool)
     key_init, key_scan = jax.random.split(rng_key)
     if callable(initial):
@@ -376,6 +390,7 @@ def particle_filter(
     init = (particles, jnp.full((N,), -log_n, dtype), t0)
     _, out = lax.scan(step, init, (keys, times, obs, mask))
     inc, ess, resampled, n_over, mean, parts, logw = out
+    inc = jnp.where(mask_ok, inc, jnp.nan)
     return ParticleFilterResult(
         jnp.sum(inc), inc, ess, resampled, n_over, mean,
         parts if return_particles else None, logw if return_particles else None,

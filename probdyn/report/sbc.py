@@ -176,7 +176,10 @@ def rank_uniformity_pvalues(
             f"got values in [{r.min()}, {r.max()}]"
         )
     num_ranks = num_posterior_draws + 1
-    num_bins = num_bins or default_num_bins(r.shape[0], num_posterior_draws)
+    if num_bins is None:
+        num_bins = default_num_bins(r.shape[0], num_posterior_draws)
+    if isinstance(num_bins, bool) or not isinstance(num_bins, int | np.integer):
+        raise TypeError(f"num_bins={num_bins!r} is a {type(num_bins).__name__}; expected an int")
     if not 2 <= num_bins <= num_ranks:
         raise ValueError(f"num_bins must be in [2, {num_ranks}]; got {num_bins}")
     bin_of = (np.arange(num_ranks) * num_bins) // num_ranks
@@ -493,8 +496,19 @@ def sbc(
         ("num_posterior_draws", num_posterior_draws),
         ("thin", thin),
     ):
-        if not isinstance(val, int | np.integer) or val < 1:
+        if isinstance(val, bool) or not isinstance(val, int | np.integer) or val < 1:
             raise ValueError(f"{name} must be a positive integer; got {val!r}")
+    if num_bins is not None and (
+        isinstance(num_bins, bool)
+        or not isinstance(num_bins, int | np.integer)
+        or not 2 <= num_bins <= num_posterior_draws + 1
+    ):
+        raise ValueError(
+            f"num_bins={num_bins!r} is not valid; expected None (the default) or an integer "
+            f"in [2, num_posterior_draws + 1 = {num_posterior_draws + 1}]"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed={seed!r} is not valid; expected an integer in [0, 2**32)")
     if vectorized and (method not in ("nuts", "hmc") or fit_fn is not None):
         raise ValueError(
             "vectorized=True supports method 'nuts' or 'hmc' without fit_fn; got "
@@ -571,7 +585,8 @@ def sbc(
         )
 
     ranks = rank_statistics(prior, post, seed=seed)
-    num_bins = num_bins or default_num_bins(num_replicates, num_posterior_draws)
+    if num_bins is None:
+        num_bins = default_num_bins(num_replicates, num_posterior_draws)
     pvals = rank_uniformity_pvalues(ranks, num_posterior_draws, num_bins)
     return SBCResult(
         param_names=labels,

@@ -360,3 +360,29 @@ def test_pf_likelihood_needs_a_seed():
             "y", lambda k: jnp.zeros(1), lambda k, x, a, b: x, lambda y, x, t: 0.0,
             jnp.array([1.0]), jnp.zeros(1), num_particles=2,
         )  # fmt: skip
+
+
+def test_fractional_mask_is_refused_or_nan():
+    # issue 9: a mask of 0.5 was treated as True
+    def walk(key, x, t_prev, t):
+        return x + jnp.sqrt(t - t_prev) * jax.random.normal(key, x.shape)
+
+    def obs(y, x, t):
+        return norm.logpdf(y, x[0], 1.0)
+
+    times, y = jnp.array([1.0, 2.0, 3.0]), jnp.array([0.1, -0.2, 0.3])
+
+    def run(mask):
+        return particle_filter(
+            jax.random.PRNGKey(0), lambda k: jnp.zeros(1), walk, obs, times, y,
+            num_particles=8, mask=mask,
+        ).log_likelihood  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"mask has values \[0.5\]"):
+        run(jnp.array([1.0, 0.5, 1.0]))
+    with pytest.raises(TypeError, match="mask has dtype"):
+        run(jnp.array([1 + 0j, 0, 1]))
+    ints = float(run(jnp.array([1, 0, 1])))
+    assert ints == float(run(jnp.array([True, False, True])))
+    assert np.isnan(float(jax.jit(run)(jnp.array([1.0, 0.5, 1.0]))))
+    assert float(jax.jit(run)(jnp.array([1.0, 0.0, 1.0]))) == pytest.approx(ints, rel=1e-6)

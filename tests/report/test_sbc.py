@@ -141,6 +141,15 @@ def test_sbc_argument_errors():
         sbc(conjugate_model, num_replicates=0, fit_fn=_exact_fit, progress_bar=False)
     with pytest.raises(ValueError, match="vectorized"):
         sbc(conjugate_model, method="svi", vectorized=True)
+    # issue 9: num_bins=0 silently used the default; seed=-1 failed deep inside JAX
+    for bad in (0, 1, 2.5, True, 101):
+        with pytest.raises(ValueError, match=f"num_bins={bad!r}"):
+            sbc(conjugate_model, num_bins=bad, fit_fn=_exact_fit, progress_bar=False)
+    for bad in (-1, 2**32, 1.5):
+        with pytest.raises(ValueError, match=f"seed={bad!r}"):
+            sbc(conjugate_model, seed=bad, fit_fn=_exact_fit, progress_bar=False)
+    with pytest.raises(ValueError, match="num_bins must be in"):
+        rank_uniformity_pvalues(np.zeros((10, 1), int), 9, num_bins=0)
 
 
 def _fit_model_wrong_prior(y=None, prior_scale=1.0):
