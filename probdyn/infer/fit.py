@@ -259,7 +259,8 @@ def fit(
           ``optimizer`` (a name: "adam", "adamw", "adabelief", "adagrad", "rmsprop",
           "sgd", or an optax optimiser; default "adam"), ``learning_rate`` (float or optax
           schedule; default 1e-2), ``num_steps`` (5000), ``num_particles`` (1), ``loss``
-          (a NumPyro ELBO), ``stable_update`` (False).
+          (a NumPyro ELBO; default :class:`~probdyn.infer.svi.OrderedTraceELBO`),
+          ``stable_update`` (False).
         - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
           (``step_size``, ``schedule``, ...) and ``chain_method``.
         - ``"pmmh"``: keyword arguments of :class:`probdyn.infer.pmmh.PMMH`
@@ -308,7 +309,13 @@ def fit(
     *Reproducibility.* Keys come from ``jax.random.PRNGKey(seed)`` split into (run,
     guide draws, posterior predictive); chains get keys split from the run key. The
     result contains no timestamp, so the same call on the same machine gives a
-    bit-identical InferenceData.
+    bit-identical InferenceData, in the same process or another one: SVI's default loss
+    is :class:`probdyn.infer.svi.OrderedTraceELBO`, which sums the ELBO's per-site terms
+    in name order (NumPyro's ``Trace_ELBO`` sums them in the order of a Python set, which
+    changes with the process's string-hash seed, so its loss traces differed between
+    processes in the last bits). A ``loss=`` of your own, e.g. NumPyro's
+    ``Trace_ELBO()``, is used as given and may not be reproducible across processes
+    unless ``PYTHONHASHSEED`` is fixed.
 
     *Checkpoints.* MCMC warms up in one piece (the adaptation schedule needs it), saves
     the post-warmup state, then draws in segments of ``checkpoint_every`` kept draws,
