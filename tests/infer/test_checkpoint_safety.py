@@ -28,7 +28,7 @@ SETTINGS = dict(
     trajectory_length=None,
     num_chains=2,
     num_warmup=10,
-    num_samples=20,
+    num_samples=12,
     seed=1,
     checkpoint_every=2,
     progress_bar=False,
@@ -47,17 +47,17 @@ class _Crash(Exception):
 
 @pytest.fixture(scope="module")
 def partial_dir(tmp_path_factory):
-    """A run killed after 8 of 20 draws: ``run.nc`` (partial) and ``run.nc.state.npz``."""
+    """A run killed after 4 of 12 draws: ``run.nc`` (partial) and ``run.nc.state.npz``."""
     folder = tmp_path_factory.mktemp("partial")
     save = ckpt_module.Checkpoint.save_progress
 
-    def crash_at_8(self, payload, partial, done):
+    def crash_at_4(self, payload, partial, done):
         save(self, payload, partial, done)
-        if done == 8:
+        if done == 4:
             raise _Crash
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(ckpt_module.Checkpoint, "save_progress", crash_at_8)
+    mp.setattr(ckpt_module.Checkpoint, "save_progress", crash_at_4)
     try:
         with pytest.raises(_Crash):
             fit(model, Y, checkpoint=str(folder / "run.nc"), **SETTINGS)
@@ -104,7 +104,7 @@ def test_state_file_is_plain_arrays_and_json(partial_dir):
         meta = json.loads(npz["__meta__"].tobytes())
         arrays = [npz[k] for k in npz.files]  # allow_pickle=False: would raise on objects
     assert meta["format"] == "probdyn-checkpoint-state"
-    assert meta["values"] == {"kind": "mcmc", "draws_done": 8}
+    assert meta["values"] == {"kind": "mcmc", "draws_done": 4}
     assert meta["fingerprint"]["method"] == "'hmc'"
     assert all(a.dtype.kind in "biuf" for a in arrays)
     assert not os.path.exists(str(partial_dir / "run.nc") + ".state.pkl")
@@ -158,10 +158,10 @@ def test_truncated_state_names_the_file(run_copy):
 
 def test_edited_draws_done_is_cross_checked(run_copy):
     def edit(meta):
-        meta["values"]["draws_done"] = 4  # the arrays hold 8 draws
+        meta["values"]["draws_done"] = 2  # the arrays hold 4 draws
 
     _rewrite_state(str(run_copy) + ".state.npz", edit_meta=edit)
-    with pytest.raises(ValueError, match=r"draws_done=4 but the saved"):
+    with pytest.raises(ValueError, match=r"draws_done=2 but the saved"):
         fit(model, Y, checkpoint=str(run_copy), **SETTINGS)
 
 
@@ -180,10 +180,10 @@ def test_resume_truncated_netcdf_stale_tmp_one_compile(run_copy, monkeypatch):
     with pytest.warns(RuntimeWarning, match="not readable"):
         idata = fit(model, Y, checkpoint=str(run_copy), **SETTINGS)
     assert not stale.exists()
-    assert idata.posterior["mu"].shape == (2, 20)
+    assert idata.posterior["mu"].shape == (2, 12)
     assert np.all(np.isfinite(idata.posterior["mu"].values))
     assert not os.path.exists(str(run_copy) + ".state.npz")
-    # six segments of two draws after the resume, compiled once (not once per segment)
+    # four segments of two draws after the resume, compiled once (not once per segment)
     assert len(runs) == 1 and runs[0].compiled._cache_size() <= 2
 
 

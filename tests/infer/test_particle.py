@@ -382,7 +382,8 @@ def test_fractional_mask_is_refused_or_nan():
         run(jnp.array([1.0, 0.5, 1.0]))
     with pytest.raises(TypeError, match="mask has dtype"):
         run(jnp.array([1 + 0j, 0, 1]))
-    ints = float(run(jnp.array([1, 0, 1])))
-    assert ints == float(run(jnp.array([True, False, True])))
-    assert np.isnan(float(jax.jit(run)(jnp.array([1.0, 0.5, 1.0]))))
-    assert float(jax.jit(run)(jnp.array([1.0, 0.0, 1.0]))) == pytest.approx(ints, rel=1e-6)
+    jitted = jax.jit(run)  # under jit a fractional mask cannot raise: NaN, not a number
+    assert np.isnan(float(jitted(jnp.array([1.0, 0.5, 1.0]))))
+    as_bool = float(jitted(jnp.array([True, False, True])))
+    assert np.isfinite(as_bool)
+    assert float(jitted(jnp.array([1.0, 0.0, 1.0]))) == as_bool
