@@ -60,7 +60,7 @@ from probdyn.infer.surrogate import AutoregressiveSurrogate, add_rollouts, make_
 from probdyn.models import pde
 from probdyn.nn import BARNN, FNO1d, VariationalDropout
 from probdyn.report.ensemble import calibration_curve, rollout_metrics
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
 
 NAME = "barnn_pde"
@@ -567,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs) in "
         f"{metrics['total_seconds']:.0f} s"
     )
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -53,7 +53,7 @@ from numpyro.contrib.module import eqx_module
 from probdyn.infer.surrogate import AutoregressiveSurrogate
 from probdyn.models import grammar
 from probdyn.nn import BARNN
-from probdyn.report.output import prepare_output_dir
+from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
 
 NAME = "barnn_sequences"
@@ -387,6 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     _figures(out, rel, lengths, [len(s) for s in test])
     _report(out, metrics)
     log(f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)")
+    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 
