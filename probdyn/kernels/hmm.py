@@ -9,11 +9,19 @@ Numerics
 --------
 The forward pass is the scaled recursion of Rabiner (1989): emission weights are
 exponentiated once, outside the loop, after subtracting their per-step maximum, and the
-filtered vector is renormalised every step, so the per-step work is one mat-vec. When a
-step underflows anyway (an observation that only states of vanishing predicted
-probability can explain, with log-likelihood gaps beyond float range), the whole pass is
-redone with a log-domain step; this fallback sits behind a scalar ``lax.cond`` and costs
-nothing when not needed (under an outer ``vmap`` both branches run).
+filtered vector is renormalised every step, so the per-step work is one mat-vec. Such a
+pass rounds probabilities below the float range to zero, which is a silent wrong answer
+when a state so rounded later explains the data. Vectorised checks after the pass
+(:mod:`probdyn.kernels._hmm_precision`: every structurally positive prediction, backward
+message and step normaliser at least ``tiny / eps``, about ``e^-71`` in float32 and
+``e^-672`` in float64; the parallel pass also consistent with one sequential step) decide
+whether it is exact to rounding; if not, the whole computation (value, smoother,
+two-slice marginals, gradient) is redone in the log domain
+(:mod:`probdyn.kernels._hmm_log`), behind a scalar ``lax.cond`` that costs nothing when
+not needed (under an outer ``vmap`` both branches run). The checks are conservative:
+long left-to-right chains, whose early states decay below ``tiny / eps``, take the
+log-domain path (about 5x slower for the value, 10x for the gradient, at K = 4). A NaN or
+negative probability also fails the checks and gives NaN (never a finite number).
 
 :func:`hmm_log_likelihood` has an analytic derivative (a ``custom_jvp``): the tangent is
 the inner product of the input tangents with posterior marginals from one
@@ -47,6 +55,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
+
+from probdyn.kernels import _hmm_log as _L
+from probdyn.kernels import _hmm_precision as _P
 
 Array = jax.Array
 
@@ -165,8 +176,7 @@ def _apply_keep(keep_t, new, old):
     return new if keep_t is None else jnp.where(keep_t, new, old)
 
 
-def _safe_log(x):
-    return jnp.log(jnp.where(x > 0, x, 1.0)) + jnp.where(x > 0, 0.0, -jnp.inf)
+_safe_log = _L.safe_log
 
 
 # --------------------------------------------------------------------------------------
@@ -174,37 +184,22 @@ def _safe_log(x):
 # --------------------------------------------------------------------------------------
 
 
-def _forward_seq(pi, A, ll, keep, robust):
+def _forward_seq(pi, A, ll, keep):
     """Scaled forward pass. Returns filtered (T,K), predicted (T,K), log normalisers (T,).
 
     The loop stores only the filtered vector and its log normaliser; the predictions are
     one batched product after the loop.
     """
     A_xs = _trans_xs(A)
+    B, mB = _scaled_emissions(ll)
 
-    if robust:
+    def condition(pred, inputs):
+        B_t, m_t = inputs
+        a = pred * B_t
+        c = jnp.sum(a)
+        return a / c, jnp.log(c) + m_t
 
-        def condition(pred, ll_t):
-            la = _safe_log(pred) + ll_t
-            m = jnp.max(la)
-            m = jnp.where(jnp.isfinite(m), m, 0.0)
-            a = jnp.exp(la - m)
-            c = jnp.sum(a)
-            alpha = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), pred)
-            return alpha, m + jnp.log(c)
-
-        em = ll
-    else:
-        B, mB = _scaled_emissions(ll)
-
-        def condition(pred, inputs):
-            B_t, m_t = inputs
-            a = pred * B_t
-            c = jnp.sum(a)
-            return a / c, jnp.log(c) + m_t
-
-        em = (B, mB)
-
+    em = (B, mB)
     first = jax.tree.map(lambda x: x[0], em)
     rest = jax.tree.map(lambda x: x[1:], em)
     alpha0, lc0 = condition(pi, first)
@@ -233,25 +228,7 @@ def _predictions(pi, A, alphas, keep):
     return jnp.concatenate([pi[None], pred])
 
 
-def _loglik_seq(pi, A, ll, keep):
-    """Forward pass that keeps only the log normalisers (no (T, K) outputs)."""
-    B, mB = _scaled_emissions(ll)
-    a0 = pi * B[0]
-    c0 = jnp.sum(a0)
-
-    def step(alpha, xs):
-        A_t, B_t, keep_t = xs
-        At = A if A_t is None else A_t
-        pred = _apply_keep(keep_t, alpha @ At, alpha)
-        a = pred * B_t
-        c = jnp.sum(a)
-        return a / c, c
-
-    _, cs = lax.scan(step, a0 / c0, (_trans_xs(A), B[1:], keep))
-    return jnp.log(c0) + jnp.sum(jnp.log(cs)) + jnp.sum(mB)
-
-
-def _backward_seq(A, ll, keep, robust):
+def _backward_seq(A, ll, keep):
     """Backward messages normalised to max 1.
 
     Returns ``betas`` (T, K), ``vs`` (T-1, K) and ``ns`` (T-1,) such that
@@ -263,20 +240,11 @@ def _backward_seq(A, ll, keep, robust):
     ones = jnp.ones((K,), ll.dtype)
     if T == 1:
         return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
-    if robust:
-        em = ll[1:]
+    em, _ = _scaled_emissions(ll)
+    em = em[1:]
 
-        def weight(beta, ll_t):
-            lv = ll_t + _safe_log(beta)
-            m = jnp.max(lv, axis=-1, keepdims=True)
-            return jnp.exp(lv - jnp.where(jnp.isfinite(m), m, 0.0))
-
-    else:
-        em, _ = _scaled_emissions(ll)
-        em = em[1:]
-
-        def weight(beta, B_t):
-            return B_t * beta
+    def weight(beta, B_t):
+        return B_t * beta
 
     def step(beta, xs):
         A_t, em_t, keep_t = xs
@@ -358,7 +326,7 @@ def _backward_par(A, ll, keep):
     T, K = ll.shape
     ones = jnp.ones((K,), ll.dtype)
     if T == 1:
-        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
+        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype), None
     B, m = _scaled_emissions(ll)
     dummy_pi = jnp.full((K,), 1.0 / K, ll.dtype)
     E, s = _parallel_elements(dummy_pi, A, ll, keep)
@@ -374,7 +342,7 @@ def _backward_par(A, ll, keep):
         u = jnp.where(keep[:, None], u, vs)
     ns = jnp.max(u, axis=-1)
     betas = jnp.concatenate([u / ns[:, None], ones[None]])
-    return betas, vs, ns
+    return betas, vs, ns, betas_head
 
 
 # --------------------------------------------------------------------------------------
@@ -382,59 +350,78 @@ def _backward_par(A, ll, keep):
 # --------------------------------------------------------------------------------------
 
 
-def _forward(pi, A, ll, keep, parallel, robust=None):
+def _with_fallback(robust, fast_fn, log_fn):
+    """``log_fn()`` if robust; else ``fast_fn() -> (out, ok)`` and, unless robust is False,
+    ``log_fn()`` instead when ``ok`` is False (a scalar ``lax.cond``)."""
     if robust:
-        return _forward_seq(pi, A, ll, keep, True)
-    fast = _forward_par(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep, False)
+        return log_fn()
+    out, ok = fast_fn()
     if robust is False:
-        return fast
-    ok = jnp.all(jnp.isfinite(fast[2])) & jnp.all(jnp.isfinite(fast[0]))
-    return lax.cond(ok, lambda: fast, lambda: _forward_seq(pi, A, ll, keep, True))
+        return out
+    return lax.cond(ok, lambda: out, log_fn)
+
+
+def _fast_forward(pi, A, ll, keep, parallel):
+    """Scaled forward pass, its precision flag and step normalisers."""
+    out = _forward_par(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep)
+    ok, c = _P.forward_ok(pi, A, ll, keep, *out, parallel)
+    return out, ok, c
+
+
+def _forward(pi, A, ll, keep, parallel, robust=None):
+    def fast():
+        out, ok, _ = _fast_forward(pi, A, ll, keep, parallel)
+        return out, ok
+
+    def log():
+        f = _L.forward(pi, A, ll, keep)
+        return jnp.exp(f.log_alphas), jnp.exp(f.log_preds), f.lcs
+
+    return _with_fallback(robust, fast, log)
+
+
+def _log_filtered(pi, A, ll, keep, parallel, robust=None):
+    """log p(z_t | y_{0:t}) (T, K), exact in the log domain where the fast pass is not."""
+
+    def fast():
+        out, ok, _ = _fast_forward(pi, A, ll, keep, parallel)
+        return _safe_log(out[0]), ok
+
+    return _with_fallback(robust, fast, lambda: _L.forward(pi, A, ll, keep).log_alphas)
+
+
+def _fast_backward(A, ll, keep, parallel):
+    if parallel:
+        betas, vs, ns, head = _backward_par(A, ll, keep)
+    else:
+        (betas, vs, ns), head = _backward_seq(A, ll, keep), None
+    return (betas, vs, ns), _P.backward_ok(A, ll, keep, betas, ns, head)
 
 
 def _backward(A, ll, keep, parallel, robust=None):
-    if robust:
-        return _backward_seq(A, ll, keep, True)
-    fast = _backward_par(A, ll, keep) if parallel else _backward_seq(A, ll, keep, False)
-    if robust is False:
-        return fast
-    ok = jnp.all(jnp.isfinite(fast[0])) & jnp.all(fast[2] > 0)
-    return lax.cond(ok, lambda: fast, lambda: _backward_seq(A, ll, keep, True))
+    def fast():
+        out, ok = _fast_backward(A, ll, keep, parallel)
+        return out[0], ok
+
+    return _with_fallback(robust, fast, lambda: jnp.exp(_L.backward(A, ll, keep)[0]))
 
 
-def _posterior_terms(pi, A, ll, keep, parallel, robust=None):
-    """Forward-backward quantities shared by smoothing, two-slice marginals and gradients."""
-    alphas, preds, lcs = _forward(pi, A, ll, keep, parallel, robust)
-    betas, vs, ns = _backward(A, ll, keep, parallel, robust)
+def _fast_posterior(pi, A, ll, keep, parallel):
+    """Forward-backward quantities shared by smoothing, two-slice marginals and gradients,
+    and one flag for whether all of them are accurate."""
+    (alphas, preds, lcs), ok_f, c = _fast_forward(pi, A, ll, keep, parallel)
+    (betas, vs, ns), ok_b = _fast_backward(A, ll, keep, parallel)
     g = alphas * betas
-    gsum = jnp.sum(g, axis=-1, keepdims=True)
-    smoothed = g / gsum
+    gsum = jnp.sum(g, axis=-1)
+    smoothed = g / gsum[:, None]
     # per-step normaliser of xi_t: z_t = sum_ij alpha_t(i) A_t(i,j) v_t(j) = ns[t] * gsum[t]
-    w = alphas[:-1] / (ns[:, None] * gsum[:-1])  # (T-1, K)
-    return alphas, preds, lcs, smoothed, w, vs, betas
+    w = alphas[:-1] / (ns[:, None] * gsum[:-1, None])  # (T-1, K)
+    ok = ok_f & ok_b & _P.posterior_ok(c, gsum, ns)
+    return (alphas, preds, lcs, smoothed, w, vs, betas), ok
 
 
-@partial(jax.custom_jvp, nondiff_argnums=(4, 5))
-def _loglik(pi, A, ll, keep, parallel, robust):
-    if robust:
-        return jnp.sum(_forward_seq(pi, A, ll, keep, True)[2])
-    if parallel:
-        val = jnp.sum(_forward_par(pi, A, ll, keep)[2])
-    else:
-        val = _loglik_seq(pi, A, ll, keep)
-    if robust is False:
-        return val
-    return lax.cond(
-        jnp.isfinite(val), lambda: val, lambda: jnp.sum(_forward_seq(pi, A, ll, keep, True)[2])
-    )
-
-
-@_loglik.defjvp
-def _loglik_jvp(parallel, robust, primals, tangents):
-    pi, A, ll, keep = primals
-    dpi, dA, dll, _ = tangents
-    _, _, lcs, smoothed, w, vs, betas = _posterior_terms(pi, A, ll, keep, parallel, robust)
-    out = jnp.sum(lcs)
+def _fast_gradient_terms(pi, A, ll, keep, parallel):
+    (_, _, lcs, smoothed, w, vs, betas), ok = _fast_posterior(pi, A, ll, keep, parallel)
     K = ll.shape[1]
     # d/dpi_k = B_0(k) beta_0(k) / sum_k pi_k B_0(k) beta_0(k): no division by pi_k.
     lg = ll[0] + _safe_log(betas[0])
@@ -448,6 +435,27 @@ def _loglik_jvp(parallel, robust, primals, tangents):
     else:
         ww = w if keep is None else jnp.where(keep[:, None], w, 0.0)
         g_A = ww.T @ vs if ll.shape[0] > 1 else jnp.zeros((K, K), ll.dtype)
+    return (jnp.sum(lcs), smoothed, g_A, g_pi), ok
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(4, 5))
+def _loglik(pi, A, ll, keep, parallel, robust):
+    def fast():
+        out, ok, _ = _fast_forward(pi, A, ll, keep, parallel)
+        return jnp.sum(out[2]), ok
+
+    return _with_fallback(robust, fast, lambda: jnp.sum(_L.forward(pi, A, ll, keep).lcs))
+
+
+@_loglik.defjvp
+def _loglik_jvp(parallel, robust, primals, tangents):
+    pi, A, ll, keep = primals
+    dpi, dA, dll, _ = tangents
+    out, smoothed, g_A, g_pi = _with_fallback(
+        robust,
+        lambda: _fast_gradient_terms(pi, A, ll, keep, parallel),
+        lambda: _L.gradient_terms(pi, A, ll, keep),
+    )
     tangent = jnp.sum(smoothed * dll) + jnp.sum(g_A * dA) + jnp.sum(g_pi * dpi)
     return out, tangent
 
@@ -490,10 +498,11 @@ def hmm_log_likelihood(
     parallel : bool
         Use the associative-scan (O(log T) depth) algorithm instead of ``lax.scan``.
     robust : bool or None
-        None (default): the fast scaled recursion, redone in the log domain only if it
-        underflowed (a scalar ``lax.cond``; under an outer ``vmap`` both branches run).
-        False: the fast recursion only (NaN if it underflows). True: always the
-        log-domain recursion (sequential; about 2x slower, never underflows).
+        None (default): the fast scaled recursion, redone in the log domain when the
+        precision checks (module docstring) fail (a scalar ``lax.cond``; under an outer
+        ``vmap`` both branches run). False: the fast recursion only, unchecked (it may be
+        wrong, or NaN, where probabilities fall below the float range). True: always the
+        log-domain recursion (sequential; several times slower, never underflows).
 
     Returns
     -------
@@ -558,7 +567,7 @@ def hmm_backward(
     K = ll.shape[-1] if ll.ndim == 2 else 0
     pi = jnp.full((K,), 1.0 / max(K, 1), jnp.result_type(ll.dtype, jnp.float32))
     _, A, ll, keep = _prepare(pi, transition_matrix, ll, mask, length)
-    return _backward(A, ll, keep, bool(parallel), _robust(robust))[0]
+    return _backward(A, ll, keep, bool(parallel), _robust(robust))
 
 
 def hmm_smoother(
@@ -582,8 +591,13 @@ def hmm_smoother(
         ``smoothed_probs``, each (T, K).
     """
     pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
-    alphas, preds, lcs, smoothed, _, _, _ = _posterior_terms(
-        pi, A, ll, keep, bool(parallel), _robust(robust)
+
+    def fast():
+        out, ok = _fast_posterior(pi, A, ll, keep, bool(parallel))
+        return out[:4], ok
+
+    alphas, preds, lcs, smoothed = _with_fallback(
+        _robust(robust), fast, lambda: _L.smoother(pi, A, ll, keep)
     )
     return HMMPosterior(jnp.sum(lcs), alphas, preds, smoothed)
 
@@ -608,11 +622,15 @@ def hmm_two_slice_marginals(
         Each slice sums to one. Slices past ``length`` are zero.
     """
     pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
-    _, _, _, _, w, vs, _ = _posterior_terms(pi, A, ll, keep, bool(parallel), _robust(robust))
-    xi = w[:, :, None] * A * vs[:, None, :]
-    if keep is not None:
-        xi = jnp.where(keep[:, None, None], xi, 0.0)
-    return xi
+
+    def fast():
+        (_, _, _, _, w, vs, _), ok = _fast_posterior(pi, A, ll, keep, bool(parallel))
+        xi = w[:, :, None] * A * vs[:, None, :]
+        if keep is not None:
+            xi = jnp.where(keep[:, None, None], xi, 0.0)
+        return xi, ok
+
+    return _with_fallback(_robust(robust), fast, lambda: _L.two_slice(pi, A, ll, keep))
 
 
 def hmm_expected_transitions(
@@ -637,12 +655,16 @@ def hmm_expected_transitions(
     K = ll.shape[1]
     if ll.shape[0] == 1:
         return jnp.zeros((K, K), ll.dtype)
-    _, _, _, _, w, vs, _ = _posterior_terms(pi, A, ll, keep, bool(parallel), _robust(robust))
-    if keep is not None:
-        w = jnp.where(keep[:, None], w, 0.0)
-    if A.ndim == 3:
-        return jnp.einsum("ti,tij,tj->ij", w, A, vs)
-    return (w.T @ vs) * A
+
+    def fast():
+        (_, _, _, _, w, vs, _), ok = _fast_posterior(pi, A, ll, keep, bool(parallel))
+        if keep is not None:
+            w = jnp.where(keep[:, None], w, 0.0)
+        if A.ndim == 3:
+            return jnp.einsum("ti,tij,tj->ij", w, A, vs), ok
+        return (w.T @ vs) * A, ok
+
+    return _with_fallback(_robust(robust), fast, lambda: _L.expected_transitions(pi, A, ll, keep))
 
 
 def hmm_posterior_mode(
@@ -722,8 +744,7 @@ def hmm_posterior_sample(
         Posterior state paths (Chib, 1996; Frühwirth-Schnatter, 1994).
     """
     pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
-    alphas, _, _ = _forward(pi, A, ll, keep, bool(parallel), _robust(robust))
-    log_alphas = _safe_log(alphas)
+    log_alphas = _log_filtered(pi, A, ll, keep, bool(parallel), _robust(robust))
     logA = _safe_log(A)
 
     def one(key):

@@ -699,22 +699,10 @@ def test_zero_predicted_probability_loglik_and_filter(x64):
     _check_extreme("zero_predicted", smoother=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel limitation: backward messages and alpha * beta are formed in probability "
-    "space from exp(ll - max), so when the posterior path has emission gaps beyond float "
-    "range the smoother and the custom_jvp gradient are 0/0 = NaN",
-)
 def test_zero_predicted_probability_smoother_and_gradient(x64):
     _check_extreme("zero_predicted")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kernel limitation: the robust fallback forms predicted probabilities as "
-    "alpha @ A in probability space, so a predicted probability below the float32 range "
-    "(1e-20 * 1e-20 here) is already 0 before its log is taken",
-)
 def test_predicted_probability_below_float32_range():
     pi = np.array([1.0, 1e-20, 0.0])
     A = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1e-20], [0.0, 0.0, 1.0]])
