@@ -572,7 +572,8 @@ def simulate(
     solver: str | Solver = "euler",
     substeps: int = 1,
     save_substeps: bool = False,
-) -> Array:
+    return_overflow: bool = False,
+) -> Array | tuple[Array, Array]:
     """Simulate one path observed at ``times``, ``substeps`` solver steps per interval.
 
     Parameters
@@ -591,11 +592,17 @@ def simulate(
         Equal solver steps per observation interval.
     save_substeps : bool
         Return the sub-step states too.
+    return_overflow : bool
+        Also return the ``overflow`` flag.
 
     Returns
     -------
-    Array, shape (T, D), or ((T-1) * substeps + 1, D) with ``save_substeps``
-        Row 0 is ``y0``. Batch over keys/initial states with :func:`jax.vmap`.
+    path : Array, shape (T, D), or ((T-1) * substeps + 1, D) with ``save_substeps``
+        Row 0 is ``y0``. Batch over keys/initial states with :func:`jax.vmap`. A path
+        that leaves the float range (a drift that blows up, a step too large) is NaN from
+        the first non-finite solver step on, never inf or a wrapped-around number.
+    overflow : Array of bool, shape ()
+        With ``return_overflow=True``: True when that happened.
     """
     solver = _get_solver(solver, sde)
     times = _check_times(times)
@@ -604,7 +611,8 @@ def simulate(
     N = (times.shape[0] - 1) * substeps
     dtype = jnp.result_type(y0, times)
     z = jax.random.normal(rng_key, (N,) + noise_shape(sde, y0, params, solver), dtype)
-    return _integrate(solver, sde, y0, times, params, z, substeps, save_substeps)
+    path, over = _integrate(solver, sde, y0, times, params, z, substeps, save_substeps)
+    return (path, over) if return_overflow else path
 
 
 def simulate_from_noise(
@@ -617,7 +625,8 @@ def simulate_from_noise(
     solver: str | Solver = "euler",
     substeps: int = 1,
     save_substeps: bool = False,
-) -> Array:
+    return_overflow: bool = False,
+) -> Array | tuple[Array, Array]:
     """:func:`simulate` driven by given standard-normal ``noise`` (non-centred form).
 
     Parameters
@@ -640,7 +649,8 @@ def simulate_from_noise(
         raise ValueError(
             f"noise must have shape ((T-1)*substeps, *noise_shape) = {want}; got {noise.shape}"
         )
-    return _integrate(solver, sde, y0, times, params, noise, substeps, save_substeps)
+    path, over = _integrate(solver, sde, y0, times, params, noise, substeps, save_substeps)
+    return (path, over) if return_overflow else path
 
 
 @partial(jax.jit, static_argnames=("solver", "sde", "substeps", "save_substeps"))
@@ -656,6 +666,8 @@ def _integrate(solver, sde, y0, times, params, z, substeps, save_substeps):
     def body(y, x):
         (t, dt, sdt, zz), e = x
         y = advance(sde, params, t, y, dt, sdt, zz, e)
+        # once non-finite, NaN for good (inf - inf and overflow would mix inf, NaN, 0)
+        y = jnp.where(jnp.all(jnp.isfinite(y)), y, jnp.nan)
         return y, y
 
     if save_substeps or substeps == 1:
@@ -672,7 +684,8 @@ def _integrate(solver, sde, y0, times, params, z, substeps, save_substeps):
             return y, y
 
         _, ys = lax.scan(outer, y0, blocks)
-    return jnp.concatenate([y0[None], ys])
+    path = jnp.concatenate([y0[None], ys])
+    return path, ~jnp.all(jnp.isfinite(path))
 
 
 # --------------------------------------------------------------------------------------

@@ -111,8 +111,10 @@ class Path(NamedTuple):
     num_jumps : Array of int32, shape ()
         Number of events in ``[t0, t_end]``.
     overflow : Array of bool, shape ()
-        True when ``max_jumps`` events were used up before ``t_end``: the path is
-        truncated and must not be used as a sample.
+        True when the path is truncated and must not be used as a sample: ``max_jumps``
+        events were used up before ``t_end``, the next event would take a count past the
+        int32 range (counts never wrap), or a propensity was negative or not finite
+        (e.g. NaN or negative rates under ``jit``, where they cannot raise).
     """
 
     times: Array
@@ -127,6 +129,12 @@ class Path(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
+_MAX_COEFF = 2**20
+_INT_MAX = np.iinfo(np.int32).max
+# tau-leap updates are checked in floating point: below this bound an int32 sum cannot wrap
+_TAU_SAFE = 2.0e9
+
+
 def _int_matrix(name, value, num_reactions=None):
     arr = _concrete(value)
     if arr is None:
@@ -137,8 +145,15 @@ def _int_matrix(name, value, num_reactions=None):
         raise ValueError(
             f"{name} must have {num_reactions} rows (one per reaction); got shape {arr.shape}"
         )
-    if not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)):
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must hold integers; got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
         raise ValueError(f"{name} must hold integers; got {arr.tolist()}")
+    if np.any(np.abs(arr) > _MAX_COEFF):
+        raise ValueError(
+            f"{name} entries must be at most {_MAX_COEFF} in absolute value (counts are int32); "
+            f"got {arr.tolist()}"
+        )
     return arr.astype(np.int64)
 
 
@@ -153,7 +168,7 @@ def _network(stoichiometry, rates, reactants, propensity_fn):
     if rates.shape != (R,):
         raise ValueError(f"rates must have shape ({R},) to match stoichiometry; got {rates.shape}")
     c = _concrete(rates)
-    if c is not None and not np.all(c >= 0):
+    if c is not None and not (np.all(np.isfinite(c)) and np.all(c >= 0)):
         raise ValueError(f"rates must be non-negative and finite; got {c.tolist()}")
     if (reactants is None) == (propensity_fn is None):
         raise ValueError("give exactly one of reactants (mass action) and propensity_fn")
@@ -287,14 +302,24 @@ def _uniforms(rng_key, block, dtype):
 
 
 def _event(u, rates, *, prop, R, x):
-    """Waiting time and reaction index from state x with uniforms u (2,): one propensity call."""
+    """Waiting time and reaction index from state x with uniforms u (2,): one propensity call.
+
+    The waiting time is NaN when a propensity is negative or not finite (NaN or negative
+    rates under ``jit``, a propensity function that misbehaves): callers stop there and
+    raise the ``overflow`` flag rather than report an absorbed path."""
     h = prop(x.astype(rates.dtype), rates)
     cum = jnp.cumsum(h)
     a0 = cum[-1]
-    dt = jnp.where(a0 > 0, -jnp.log1p(-u[0]) / a0, jnp.inf)
+    valid = jnp.all(h >= 0) & jnp.isfinite(a0)
+    dt = jnp.where(valid, jnp.where(a0 > 0, -jnp.log1p(-u[0]) / a0, jnp.inf), jnp.nan)
     # u[1] < 1 so u[1] * a0 < a0 = cum[-1]: j < R, and h_j > 0 (cum strictly increases at j)
     j = jnp.minimum(jnp.sum(cum <= u[1] * a0, dtype=jnp.int32), R - 1)
     return dt, j
+
+
+def _wraps(x, v):
+    """True if the int32 counts ``x + v`` would leave the int32 range."""
+    return jnp.any(jnp.where(v > 0, x > _INT_MAX - v, x < -_INT_MAX - 1 - v))
 
 
 def _next_time(rng_key, rates, *, prop, R, n, t, x):
@@ -326,9 +351,11 @@ def _block_step(us, rates, t, x, n, live, t_stop, *, prop, V, M, first=None):
         dt, j = _event(us[u], rates, prop=prop, R=R, x=x)
         tn = t + dt
         tried = live if first is None else live & (first + u >= n)
-        inside = tn <= t_stop  # False for tn = inf (absorbed)
-        fire = tried & inside & (n < M)
-        over = over | (tried & inside & (n >= M))
+        inside = tn <= t_stop  # False for tn = inf (absorbed) and NaN (invalid)
+        # invalid propensities or counts that would wrap end the path, flagged like the cap
+        bad = jnp.isnan(dt) | (inside & _wraps(x, Vj[j]))
+        fire = tried & inside & (n < M) & ~bad
+        over = over | (tried & ((inside & (n >= M)) | bad))
         live = live & (fire | ~tried)
         x = jnp.where(fire, x + Vj[j], x)
         t = jnp.where(fire, tn, t)
@@ -494,21 +521,24 @@ def _gillespie_at(rng_key, x0, t0, times, rates, *, stoich, reactants, propensit
 
     def advance(carry, t_obs):
         def body(c):
-            n, t, x, live = c
+            n, t, x, live, bad = c
             first = (n // U) * U  # resume mid-block: earlier events of the block are skipped
             us = _uniforms(rng_key, n // U, rates.dtype)
-            (t, x, n, live, _), _ = _block_step(
+            (t, x, n, live, over), _ = _block_step(
                 us, rates, t, x, n, live, t_obs, prop=prop, V=V, M=M, first=first
             )
-            return n, t, x, live
+            # the cap is judged at the end; invalid propensities or a wrap stop here
+            return n, t, x, live, bad | (over & (n < M))
 
-        n, t, x = carry
-        n, t, x, _ = lax.while_loop(lambda c: c[3], body, (n, t, x, jnp.bool_(True)))
-        return (n, t, x), x
+        n, t, x, bad = carry
+        n, t, x, _, bad = lax.while_loop(
+            lambda c: c[3] & ~c[4], body, (n, t, x, jnp.bool_(True), bad)
+        )
+        return (n, t, x, bad), x
 
-    (n, t, x), states = lax.scan(advance, (jnp.int32(0), t0, x0), times)
+    (n, t, x, bad), states = lax.scan(advance, (jnp.int32(0), t0, x0, jnp.bool_(False)), times)
     t_next = _next_time(rng_key, rates, prop=prop, R=V.shape[0], n=n, t=t, x=x)
-    return states, (n == M) & (t_next <= times[-1])
+    return states, bad | ((n == M) & (t_next <= times[-1]))
 
 
 def gillespie_at(
@@ -551,7 +581,9 @@ def gillespie_at(
         :math:`x(t_k)` (right-continuous). After an overflow, the remaining rows hold the
         state at which the cap was hit.
     overflow : Array of bool, shape ()
-        True when ``max_jumps`` events were used up before ``times[-1]``.
+        True when ``max_jumps`` events were used up before ``times[-1]``, or the path was
+        stopped because a count would leave the int32 range or a propensity was negative
+        or not finite (see :class:`Path`); the remaining rows then repeat the last state.
     """
     V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
     times = _time("times", times, rates.dtype, ndim=1, t0=t0)
@@ -569,27 +601,36 @@ def gillespie_at(
 @partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn"))
 def _tau_leap(rng_key, x0, t0, times, rates, tau, *, stoich, reactants, propensity_fn):
     V = jnp.asarray(stoich, jnp.int32)
+    Vf = jnp.asarray(stoich, rates.dtype)
     prop = _propensity(reactants, propensity_fn)
     starts = jnp.concatenate([t0[None], times[:-1]])
+    tau_ok = (tau > 0) & jnp.isfinite(tau)  # checked eagerly when concrete
 
     def interval(carry, xs):
-        x, step = carry
+        x, step, bad = carry
         t_a, t_b = xs
-        n = jnp.maximum(jnp.ceil((t_b - t_a) / tau), 1).astype(jnp.int32)
+        n = jnp.where(tau_ok, jnp.maximum(jnp.ceil((t_b - t_a) / tau), 1), 1).astype(jnp.int32)
 
-        def leap(k, x):
+        def leap(k, c):
+            x, bad = c
             # grid points computed by multiplication: no accumulated round-off
             s = t_a + k * tau
             e = jnp.where(k + 1 >= n, t_b, jnp.minimum(t_a + (k + 1) * tau, t_b))
             lam = prop(x.astype(rates.dtype), rates) * (e - s)
+            # every count, and the new state, checked in floating point before the int32
+            # update (which is then exact): a step that could wrap stops the path
+            bad = bad | ~(jnp.all(lam >= 0) & jnp.all(lam < _TAU_SAFE))
             counts = jax.random.poisson(jax.random.fold_in(rng_key, step + k), lam)
-            return jnp.maximum(x + counts.astype(jnp.int32) @ V, 0)
+            new_f = x.astype(rates.dtype) + counts.astype(rates.dtype) @ Vf
+            bad = bad | jnp.any(new_f >= _TAU_SAFE)
+            x_new = jnp.maximum(x + counts.astype(jnp.int32) @ V, 0)
+            return jnp.where(bad, x, x_new), bad
 
-        x = lax.fori_loop(0, n, leap, x)
-        return (x, step + n), x
+        x, bad = lax.fori_loop(0, n, leap, (x, bad | ~tau_ok))
+        return (x, step + n, bad), jnp.where(bad, -1, x)
 
-    _, states = lax.scan(interval, (x0, jnp.int32(0)), (starts, times))
-    return states
+    (_, _, bad), states = lax.scan(interval, (x0, jnp.int32(0), jnp.bool_(False)), (starts, times))
+    return states, bad
 
 
 def tau_leap(
@@ -603,7 +644,8 @@ def tau_leap(
     propensity_fn: PropensityFn | None = None,
     tau: ArrayLike,
     t0: ArrayLike = 0.0,
-) -> Array:
+    return_overflow: bool = False,
+) -> Array | tuple[Array, Array]:
     """Fixed-step Poisson tau-leaping (Gillespie 2001), read at observation times.
 
     Each interval :math:`[t_{k-1}, t_k]` (with :math:`t_{-1} = t_0`) is cut into
@@ -634,11 +676,18 @@ def tau_leap(
         Step size (positive).
     t0 : ArrayLike, shape (), default 0
         Start time.
+    return_overflow : bool, default False
+        Also return the ``overflow`` flag.
 
     Returns
     -------
-    Array of int32, shape (T, S)
-        Approximate :math:`x(t_k)`.
+    states : Array of int32, shape (T, S)
+        Approximate :math:`x(t_k)`. Counts never wrap: from the first step whose Poisson
+        means or new counts reach 2e9 (near the int32 limit), or whose means are negative
+        or NaN, or when ``tau`` is not positive (possible only under ``jit``; eagerly
+        these raise), the path stops and every later row is -1 (an impossible count).
+    overflow : Array of bool, shape ()
+        With ``return_overflow=True``: True when that happened.
     """
     V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
     times = _time("times", times, rates.dtype, ndim=1, t0=t0)
@@ -646,7 +695,10 @@ def tau_leap(
     c = _concrete(tau)
     if c is not None and not c > 0:
         raise ValueError(f"tau must be positive; got {float(c)}")
-    return _tau_leap(rng_key, x0, t0, times, rates, tau, stoich=V, reactants=rt, propensity_fn=fn)
+    states, over = _tau_leap(
+        rng_key, x0, t0, times, rates, tau, stoich=V, reactants=rt, propensity_fn=fn
+    )
+    return (states, over) if return_overflow else states
 
 
 # --------------------------------------------------------------------------------------

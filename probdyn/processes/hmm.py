@@ -88,9 +88,10 @@ class DiscreteHMM(Distribution):
     robust : bool or None
         Underflow handling of the forward-backward recursions (see
         :func:`probdyn.kernels.hmm_log_likelihood`): None redoes a pass in the log domain
-        only when the fast scaled pass underflows; False never does (fastest, NaN on
-        underflow); True always works in the log domain. Underflow needs an observation
-        that only states of vanishing predicted probability explain. Under an outer
+        when precision checks on the fast scaled pass fail; False never does (fastest,
+        but silently wrong or NaN where probabilities fall below the float range); True
+        always works in the log domain. The checks fail when a state's probability falls
+        below ~e^-71 (float32) while it could still come back. Under an outer
         ``vmap`` (e.g. NumPyro's vectorised chains) None costs both passes; choose False
         when the transition matrix has no (near-)zero entries.
     validate_args : bool, optional

@@ -48,6 +48,13 @@ _TERM = re.compile(r"^(?:(\d+)\s*\*?\s*)?([A-Za-z_][A-Za-z0-9_]*)$")
 # --------------------------------------------------------------------------------------
 
 
+def _flag_nonfinite(path, return_overflow):
+    """Rows from the first non-finite one on set to NaN; with the flag if asked."""
+    bad = jnp.cumsum(~jnp.all(jnp.isfinite(path), axis=-1)) > 0
+    path = jnp.where(bad[:, None], jnp.nan, path)
+    return (path, bad[-1]) if return_overflow else path
+
+
 def _count_matrix(name, value):
     arr = _concrete(value)
     if arr is None:
@@ -397,12 +404,14 @@ class ReactionNetwork:
         rates: ArrayLike,
         tau: ArrayLike,
         t0: ArrayLike = 0.0,
-    ) -> Array:
-        """Poisson tau-leaping read at ``times`` (T,): int32 (T, S); see
-        :func:`probdyn.kernels.ssa.tau_leap`."""
+        return_overflow: bool = False,
+    ) -> Array | tuple[Array, Array]:
+        """Poisson tau-leaping read at ``times`` (T,): int32 (T, S), and the ``overflow``
+        flag with ``return_overflow=True`` (counts never wrap: rows after an overflow are
+        -1); see :func:`probdyn.kernels.ssa.tau_leap`."""
         return ssa.tau_leap(
             rng_key, x0, times, self.stoichiometry, self._rates(rates),
-            tau=tau, t0=t0, **self._kernel_kw(),
+            tau=tau, t0=t0, return_overflow=return_overflow, **self._kernel_kw(),
         )  # fmt: skip
 
     def chemical_langevin(
@@ -413,7 +422,8 @@ class ReactionNetwork:
         rates: ArrayLike,
         dt: ArrayLike,
         t0: ArrayLike = 0.0,
-    ) -> Array:
+        return_overflow: bool = False,
+    ) -> Array | tuple[Array, Array]:
         """Chemical Langevin equation by Euler-Maruyama, read at ``times``.
 
         .. math::
@@ -455,11 +465,16 @@ class ReactionNetwork:
         dt : ArrayLike, shape ()
             Largest step (positive).
         t0 : ArrayLike, shape (), default 0
+        return_overflow : bool, default False
+            Also return the ``overflow`` flag.
 
         Returns
         -------
-        Array, shape (T, S)
-            :math:`X(t_k)`, in the floating dtype of ``rates``.
+        states : Array, shape (T, S)
+            :math:`X(t_k)`, in the floating dtype of ``rates``. Explosive growth can leave
+            the float range: from the first non-finite row on, every row is NaN.
+        overflow : Array of bool, shape ()
+            With ``return_overflow=True``: True when the path left the float range.
         """
         rates = self._rates(rates)
         dtype = rates.dtype
@@ -500,7 +515,7 @@ class ReactionNetwork:
                 return x, x
 
             _, out = lax.scan(interval, x0, (starts, times, jnp.asarray(ns), offsets))
-            return out
+            return _flag_nonfinite(out, return_overflow)
 
         def dyn_interval(carry, xs):
             x, off = carry
@@ -510,7 +525,7 @@ class ReactionNetwork:
             return (x, off + n), x
 
         _, out = lax.scan(dyn_interval, (x0, jnp.int32(0)), (starts, times))
-        return out
+        return _flag_nonfinite(out, return_overflow)
 
     # ----------------------------------------------------------------------------------
     # likelihood
