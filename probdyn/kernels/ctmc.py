@@ -402,13 +402,17 @@ def path_log_likelihood(
     n = jnp.asarray(num_jumps)
     M = x.shape[0]
     i = jnp.arange(M)
+    # checks that cannot raise on traced input: a state outside [0, K) or num_jumps
+    # outside [0, M) gives NaN, never the log-density of some other path
+    bad = jnp.any((i <= n) & ((x < 0) | (x >= K))) | (n < 0) | (n >= M)
     x = jnp.clip(x, 0, K - 1)  # padding may hold anything
     start = jnp.where(i == 0, 0.0, tj)
     nxt = jnp.where(i < n, jnp.concatenate([tj[1:], tj[-1:]]), t_end)
     hold = jnp.where(i <= n, nxt - start, 0.0)
     exit_rates = -jnp.diagonal(Q)[x]
     jumps = jnp.where(i[1:] <= n, _safe_log(Q[x[:-1], x[1:]]), 0.0)
-    return _safe_log(pi[x[0]]) + jnp.sum(jumps) - jnp.sum(hold * exit_rates)
+    out = _safe_log(pi[x[0]]) + jnp.sum(jumps) - jnp.sum(hold * exit_rates)
+    return jnp.where(bad, jnp.nan, out)
 
 
 # --------------------------------------------------------------------------------------

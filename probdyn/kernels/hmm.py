@@ -53,11 +53,13 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
 from probdyn.kernels import _hmm_log as _L
 from probdyn.kernels import _hmm_precision as _P
+from probdyn.kernels._checks import concrete as _concrete
 
 Array = jax.Array
 
@@ -154,8 +156,13 @@ def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
         length = jnp.asarray(length)
         if length.ndim != 0:
             raise ValueError(f"length must be a scalar per sequence; got shape {length.shape}")
+        c = _concrete(length)
+        if c is not None and not (np.issubdtype(c.dtype, np.integer) and 1 <= c <= T):
+            raise ValueError(f"length must be an integer in [1, {T}]; got {c!r}")
         t = jnp.arange(T)
-        ll = jnp.where((t < length)[:, None], ll, 0.0)
+        # a traced length outside [1, T] gives NaN (it cannot raise)
+        bad = ~((length >= 1) & (length <= T))
+        ll = jnp.where((t < length)[:, None], ll, 0.0) + jnp.where(bad, jnp.nan, 0.0)
         keep = t[1:] < length
     return pi, A, ll, keep
 

@@ -199,11 +199,14 @@ def _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0):
 
 def _time(name, value, dtype, *, ndim, t0=None):
     """Checked times cast to ``dtype``: finite, increasing when ndim == 1, ``>= t0``."""
+    c = _concrete(value)  # before jnp.asarray, which would cast float64 to float32
+    if c is not None and (not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c)):
+        raise TypeError(f"{name} must be real numbers; got dtype {c.dtype}")
     t = jnp.asarray(value)
     if t.ndim != ndim:
         shape = "()" if ndim == 0 else "(num_timesteps,)"
         raise ValueError(f"{name} must have shape {shape}; got {t.shape}")
-    c, c0 = _concrete(t), None if t0 is None else _concrete(t0)
+    c0 = None if t0 is None else _concrete(t0)
     if c is not None:
         if not np.all(np.isfinite(c)):
             raise ValueError(f"{name} must be finite; got {c.tolist()}")
@@ -211,6 +214,15 @@ def _time(name, value, dtype, *, ndim, t0=None):
             raise ValueError(f"{name} must be non-empty and strictly increasing; got {c.tolist()}")
         if c0 is not None and np.min(c) < c0:
             raise ValueError(f"{name} must not precede t0={float(c0)}; got {c.tolist()}")
+        if ndim == 1 and c.size > 1:
+            lowered = np.asarray(c, dtype=np.dtype(jnp.dtype(dtype)))
+            if np.any(np.diff(lowered) <= 0):
+                raise ValueError(
+                    f"{name} are not strictly increasing once cast to {jnp.dtype(dtype).name} "
+                    f"(the dtype of rates): gaps down to {np.diff(c).min():.3g} at times up to "
+                    f"{np.abs(c).max():.3g} collapse; enable float64 "
+                    "(jax.config.update('jax_enable_x64', True)) and pass float64 rates"
+                )
     return t.astype(dtype)
 
 

@@ -46,6 +46,7 @@ from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
 from probdyn.kernels import ctmc as C_
+from probdyn.processes._checks import validate_sample as _validate_sample
 from probdyn.processes.hmm import DiscreteHMM
 
 __all__ = [
@@ -849,7 +850,7 @@ class ObservedCTMC(Distribution):
             filled = value
             if self.obs_mask is not None and jnp.issubdtype(value.dtype, jnp.floating):
                 filled = jnp.where(jnp.isnan(value), 0.0, value)
-            self._validate_sample(filled)
+            _validate_sample(self, filled)
         return _jit_call(self, jnp.asarray(value), method="_hmm.log_prob")
 
     def sample_with_states(

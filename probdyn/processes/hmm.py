@@ -11,6 +11,7 @@ from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
 from probdyn.kernels import hmm as K_
+from probdyn.processes._checks import validate_sample as _validate_sample
 
 __all__ = ["DiscreteHMM"]
 
@@ -175,7 +176,17 @@ class DiscreteHMM(Distribution):
                 f"emission must have a trailing batch axis of size num_states={K}; got "
                 f"emission.batch_shape={emission.batch_shape}"
             )
+        for name, arr in ((init_name, init), (trans_name, trans)):
+            if not (
+                jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)
+            ):
+                raise TypeError(f"{name} must be a real (float) array; got dtype {arr.dtype}")
         if num_timesteps is not None:
+            if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int | np.integer):
+                raise TypeError(
+                    f"num_timesteps must be a Python int; got {num_timesteps!r} "
+                    f"({type(num_timesteps).__name__})"
+                )
             num_timesteps = int(num_timesteps)
             if num_timesteps < 1:
                 raise ValueError(f"num_timesteps must be a positive int; got {num_timesteps}")
@@ -387,7 +398,7 @@ class DiscreteHMM(Distribution):
         """
         value, _ = self._check_value(value)
         if self._validate_args:
-            self._validate_sample(self._fill_missing(value))
+            _validate_sample(self, self._fill_missing(value))
         return self._map(K_.hmm_log_likelihood, value)
 
     def sample_with_states(

@@ -605,6 +605,8 @@ class PanelCTMC(Distribution):
         )
         e = jnp.moveaxis(self._emissions(vals), -2, 1)  # (S, T, N, K)
         out = _forward_batch(w0, M, e, lengths, include_first)
+        # lengths outside [1, T] raise when concrete; traced ones give NaN
+        out = jnp.where((lengths < 1) | (lengths > T), jnp.nan, out)
         return out.reshape(lead + (N,))
 
     def sample_with_states(

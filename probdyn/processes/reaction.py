@@ -48,6 +48,9 @@ _TERM = re.compile(r"^(?:(\d+)\s*\*?\s*)?([A-Za-z_][A-Za-z0-9_]*)$")
 # --------------------------------------------------------------------------------------
 
 
+_MAX_COEFF = 2**20
+
+
 def _flag_nonfinite(path, return_overflow):
     """Rows from the first non-finite one on set to NaN; with the flag if asked."""
     bad = jnp.cumsum(~jnp.all(jnp.isfinite(path), axis=-1)) > 0
@@ -61,8 +64,14 @@ def _count_matrix(name, value):
         raise TypeError(f"{name} is network structure and must be concrete; got a traced value")
     if arr.ndim != 2:
         raise ValueError(f"{name} must have shape (num_reactions, num_species); got {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.number) or np.any(arr != np.round(arr)) or np.any(arr < 0):
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise TypeError(f"{name} must hold non-negative integers; got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or np.any(arr < 0):
         raise ValueError(f"{name} must hold non-negative integers; got {arr.tolist()}")
+    if np.any(arr > _MAX_COEFF):
+        raise ValueError(
+            f"{name} entries must be at most {_MAX_COEFF} (counts are int32); got {arr.tolist()}"
+        )
     return arr.astype(np.int64)
 
 
@@ -83,6 +92,8 @@ def _float_dtype(a):
 
 def _times(name, value, dtype, *, ndim, t0=None):
     c = _concrete(value)  # before any jnp op: inside jit those return tracers
+    if c is not None and (not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c)):
+        raise TypeError(f"{name} must be real numbers; got dtype {c.dtype}")
     t = jnp.asarray(value)
     if t.ndim != ndim:
         raise ValueError(f"{name} must have shape {'()' if ndim == 0 else '(T,)'}; got {t.shape}")
@@ -94,6 +105,15 @@ def _times(name, value, dtype, *, ndim, t0=None):
         c0 = None if t0 is None else _concrete(t0)
         if c0 is not None and np.min(c) < c0:
             raise ValueError(f"{name} must not precede t0={float(c0)}; got {c.tolist()}")
+        if ndim == 1 and c.size > 1:
+            lowered = np.asarray(c, dtype=np.dtype(jnp.dtype(dtype)))
+            if np.any(np.diff(lowered) <= 0):
+                raise ValueError(
+                    f"{name} are not strictly increasing once cast to {jnp.dtype(dtype).name} "
+                    f"(the dtype of rates): gaps down to {np.diff(c).min():.3g} at times up to "
+                    f"{np.abs(c).max():.3g} collapse; enable float64 "
+                    "(jax.config.update('jax_enable_x64', True)) and pass float64 rates"
+                )
     return t.astype(dtype)
 
 
@@ -121,6 +141,11 @@ def _parse_side(side, equation):
         if m is None:
             raise ValueError(f"equations: cannot parse term {term.strip()!r} in {equation!r}")
         out[m.group(2)] = out.get(m.group(2), 0) + int(m.group(1) or 1)
+        if out[m.group(2)] > _MAX_COEFF:
+            raise ValueError(
+                f"equations: coefficient of {m.group(2)!r} in {equation!r} exceeds {_MAX_COEFF} "
+                "(counts are int32)"
+            )
     return out
 
 
@@ -236,6 +261,8 @@ class ReactionNetwork:
         seen = list(dict.fromkeys(s for side in sides for part in side for s in part))
         if species is None:
             species = seen
+        elif isinstance(species, str) or len(set(species)) != len(list(species)):
+            raise ValueError(f"species must be a sequence of distinct names; got {species!r}")
         elif missing := [s for s in seen if s not in list(species)]:
             raise ValueError(f"species must list every species in equations; missing {missing}")
         idx = {s: i for i, s in enumerate(species)}

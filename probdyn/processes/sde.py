@@ -33,6 +33,8 @@ from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
 from probdyn.kernels import sde as K_
+from probdyn.processes._checks import concrete as _concrete
+from probdyn.processes._checks import validate_sample as _validate_sample
 
 __all__ = [
     "KalmanFilterResult",
@@ -155,7 +157,7 @@ class SDEPath(Distribution):
         if value.ndim < 2 or value.shape[-2:] != self.event_shape:
             raise ValueError(f"value must have shape (..., {self.event_shape}); got {value.shape}")
         if self._validate_args:
-            self._validate_sample(value)
+            _validate_sample(self, value)
         batch = jnp.broadcast_shapes(value.shape[:-2], self.batch_shape)
         grid = self.grid
 
@@ -409,6 +411,15 @@ class LinearSDE(Distribution):
         """Stationary scalar OU :math:`dX = \\theta(\\mu - X)dt + \\sigma dW`, observed with
         N(0, obs_scale^2) noise; event shape (T, 1)."""
         th, mu, sg = (jnp.asarray(x, dtype=jnp.result_type(float)) for x in (theta, mu, sigma))
+        for name, v, ok, want in (
+            ("theta", th, lambda c: c > 0, "positive (mean reversion; stationary OU)"),
+            ("sigma", sg, lambda c: c >= 0, "non-negative"),
+            ("mu", mu, lambda c: True, "finite"),
+            ("obs_scale", jnp.asarray(obs_scale), lambda c: c > 0, "positive"),
+        ):
+            c = _concrete(v)
+            if c is not None and not (np.all(np.isfinite(c)) and np.all(ok(c))):
+                raise ValueError(f"{name} must be {want}; got {c.tolist()}")
         one = jnp.ones((1, 1), th.dtype)
         return cls(
             -th * one,
@@ -486,7 +497,7 @@ class LinearSDE(Distribution):
         """Exact marginal log-likelihood of observations (..., T, obs_dim); returns (...)."""
         value = self._check_value(value)
         if self._validate_args:
-            self._validate_sample(value)
+            _validate_sample(self, value)
         return self.filter(value).log_likelihood
 
     def sample_with_states(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):

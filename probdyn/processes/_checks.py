@@ -1,0 +1,39 @@
+"""Input-check helpers shared by the process distributions."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpyro.util import not_jax_tracer
+
+
+def validate_sample(dist, value, name: str = "value"):
+    """Support check for ``validate_args=True`` that raises instead of warning.
+
+    NumPyro's default only warns ("Out-of-support values provided to log prob method")
+    and returns -inf; on concrete input this raises a ``ValueError`` naming ``name``, the
+    distribution, its support and the offending entries. On traced input (under ``jit``)
+    it cannot raise and returns the support mask, as NumPyro does.
+    """
+    mask = dist.support(value)
+    if not not_jax_tracer(mask):
+        return mask
+    m = np.asarray(mask)
+    if np.all(m):
+        return mask
+    v = np.asarray(value)
+    base = getattr(dist.support, "base_constraint", dist.support)
+    try:
+        bad = v[~np.broadcast_to(np.asarray(base(value)), v.shape)]
+    except (TypeError, ValueError):
+        bad = v.ravel()
+    what = "NaN" if np.isnan(bad.astype(float, copy=False)).any() else "out-of-support values"
+    raise ValueError(
+        f"{name} has {what} for {type(dist).__name__} (support {dist.support}): "
+        f"{int((~m).sum())} of {m.size} sequences affected, offending entries "
+        f"{bad.ravel()[:5].tolist()}"
+    )
+
+
+def concrete(x):
+    """``np.asarray(x)``, or None for a traced value (value checks then skip)."""
+    return np.asarray(x) if x is not None and not_jax_tracer(x) else None
