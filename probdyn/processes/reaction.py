@@ -352,6 +352,8 @@ class ReactionNetwork:
 
     def _rates(self, rates):
         c = _concrete(rates)
+        if c is not None and (not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c)):
+            raise TypeError(f"rates must be real numbers; got dtype {c.dtype}")
         rates = jnp.asarray(rates)
         rates = rates.astype(_float_dtype(rates))
         if rates.shape != (self.num_reactions,):
@@ -359,7 +361,7 @@ class ReactionNetwork:
                 f"rates must have shape ({self.num_reactions},) (one per reaction); got "
                 f"{rates.shape}"
             )
-        if c is not None and not np.all(c >= 0):
+        if c is not None and not (np.all(np.isfinite(c)) and np.all(c >= 0)):
             raise ValueError(f"rates must be non-negative and finite; got {c.tolist()}")
         return rates
 
