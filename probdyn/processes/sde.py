@@ -21,6 +21,7 @@ Gaussian process regression models", IEEE MLSP 2010.
 from __future__ import annotations
 
 import math
+import warnings
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -260,8 +261,26 @@ def sde_path(
         )
 
     path = _flat_vmap(one, (y0, z), batch, (1, 2)) if batch else one(y0, z)
+    _warn_nonfinite(name, sde, path)
     numpyro.deterministic(name, path)
     return path
+
+
+def _warn_nonfinite(name, sde, path):
+    """Say which SDE and which step left the float range (concrete paths only: inside
+    ``jit`` the path is NaN from that step on, see :func:`probdyn.kernels.sde.simulate`)."""
+    c = _concrete(path)
+    if c is None or np.all(np.isfinite(c)):
+        return
+    rows = ~np.all(np.isfinite(c), axis=-1)  # (..., N+1)
+    first = int(np.argmax(rows.reshape(-1, rows.shape[-1]).any(0)))
+    warnings.warn(
+        f"sde_path {name!r}: the path of {sde!r} left the float range at grid step {first} "
+        f"of {rows.shape[-1] - 1} (NaN from there on; the drift or diffusion blows up for "
+        "these parameters, or the step is too large); densities that use it will be NaN",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 # --------------------------------------------------------------------------------------

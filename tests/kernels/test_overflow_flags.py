@@ -74,3 +74,15 @@ def test_sde_reaching_inf_is_nan_and_flagged():
     calm = S.SDE(drift=lambda t, y, p: -y, diffusion=lambda t, y, p: jnp.ones_like(y))
     _, over = S.simulate(KEY, calm, jnp.array([2.0]), times, None, return_overflow=True)
     assert not bool(over)
+
+
+def test_sde_path_names_the_site_and_step_that_blew_up():
+    import pytest
+    from numpyro.handlers import seed
+
+    from probdyn.processes import sde_path
+
+    sde = S.SDE(drift=lambda t, y, p: y**3, diffusion=lambda t, y, p: jnp.ones_like(y))
+    with seed(rng_seed=0), pytest.warns(RuntimeWarning, match=r"sde_path 'x'.*grid step \d+"):
+        path = sde_path("x", sde, jnp.array([2.0]), jnp.linspace(0.0, 2.0, 21))
+    assert np.isnan(np.asarray(path)[-1]).all()
