@@ -140,6 +140,8 @@ CASES = [
         lambda: jax.jit(H.hmm_smoother)(PI, A2 * np.nan, LL).smoothed_probs,
         nan,
     ),
+    ("hmm_sample_states", "num_timesteps", lambda: H.hmm_sample_states(KEY, PI, A2, 2.7), nan),
+    ("hmm_sample_states", "num_timesteps", lambda: H.hmm_sample_states(KEY, PI, A2, "6"), nan),
     # --- kernels.ctmc
     (
         "ctmc.path_log_likelihood",

@@ -802,6 +802,8 @@ def hmm_sample_states(
     A = jnp.asarray(transition_matrix)
     if pi.ndim != 1:
         raise ValueError(f"initial_probs must have shape (num_states,); got {pi.shape}")
+    if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int | np.integer):
+        raise TypeError(f"num_timesteps must be a Python int; got {num_timesteps!r}")
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be at least 1; got {num_timesteps}")
     K = pi.shape[0]
