@@ -193,8 +193,11 @@ def test_grid_against_brute_force(x64, dtype):
                 assert np.isnan(r[key]).any(), (name, par, key)
 
 
+@pytest.mark.slow
 def test_issue_case_unbatched():
-    """The reproduction from the issue, without vmap (the fallback is a real lax.cond)."""
+    """The reproduction from the issue, without vmap (the fallback is a real lax.cond).
+
+    Slow only for its compile time: the batched grid holds the same case in both dtypes."""
     tag, pi, A, ll = _problems()[-1]
     args = [x.astype(np.float32) for x in (pi, A, ll)]
     out = jax.tree.map(np.asarray, _single(*args))
