@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -38,6 +40,11 @@ def test_readme_examples_run(capsys):
     assert abs(k[0] / k[1] - 20.0) < 10.0  # stationary mean 20 molecules
     # OU with sigma 0.4, 101 observations
     assert abs(float(namespace["idata_ou"].posterior["sigma"].mean()) - 0.4) < 0.15
+    # BARNN on Burgers: finite scores, and the ensemble mean beats persistence of u_0
+    scores, test = namespace["scores"], np.asarray(namespace["test"])
+    assert np.isfinite(scores["nll"]) and 0.0 <= scores["ece"] <= 0.5
+    persistence = np.sqrt(np.mean((test[:, 1:] - test[:, :1]) ** 2))
+    assert scores["rmse"] < persistence
 
 
 def idata_loss_decreased(idata):
