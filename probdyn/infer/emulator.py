@@ -115,6 +115,8 @@ def train_emulator(
     batch_size: int = 512,
     hidden_size: int = 150,
     noise_dim: int = 100,
+    recurrent_identity: float = 0.9,
+    readout_scale: float = 5.0,
     learning_rate: float = 1e-3,
     betas: tuple[float, float] = (0.9, 0.9),
     max_grad_norm: float = 0.9,
@@ -138,6 +140,12 @@ def train_emulator(
         Sequences per batch from each side.
     hidden_size, noise_dim : int
         Sizes of a fresh emulator.
+    recurrent_identity, readout_scale : float
+        Initialisation of a fresh emulator (:class:`~probdyn.nn.HMMEmulator`): identity
+        added to ``W_hh`` and scale of ``W_out``. From PyTorch's default (0, 1) the
+        2-state chain stayed at the i.i.d. solution (volatility 50 against the HMM's 7)
+        for 300 steps at batch 256 and learning rates 1e-3 to 5e-3; from (0.9, 5) it
+        leaves it within 50 steps.
     learning_rate : float
     betas : tuple of float
         Adam's (b1, b2).
@@ -160,7 +168,14 @@ def train_emulator(
             raise ValueError(f"{name} must be a positive int; got {v!r}")
     k_init, k_train = jax.random.split(rng_key)
     if emulator is None:
-        emulator = HMMEmulator(hidden_size, noise_dim, S, rng_key=k_init)
+        emulator = HMMEmulator(
+            hidden_size,
+            noise_dim,
+            S,
+            rng_key=k_init,
+            recurrent_identity=recurrent_identity,
+            readout_scale=readout_scale,
+        )
     elif not isinstance(emulator, HMMEmulator):
         raise TypeError(f"emulator must be an HMMEmulator; got {type(emulator).__name__}")
     elif emulator.num_symbols != S:

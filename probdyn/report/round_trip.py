@@ -140,8 +140,8 @@ def round_trip_fit(
         progress_bar=progress_bar,
     )
     post = idata.posterior
-    A = np.asarray(post["transition_matrix"]).reshape(-1, K, K)
-    B = np.asarray(post["emission_probs"]).reshape(-1, K, S)
+    A = np.array(post["transition_matrix"]).reshape(-1, K, K)
+    B = np.array(post["emission_probs"]).reshape(-1, K, S)
     for d in range(len(A)):
         perm = match_states(B[d], B_true)
         A[d] = A[d][np.ix_(perm, perm)]
