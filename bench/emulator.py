@@ -78,7 +78,7 @@ def _torch_setup(H, d, S, lr):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.9)
         opt.step()
-        return float(loss)
+        return loss.item()
 
     return step, loss_fn
 
