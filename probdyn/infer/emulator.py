@@ -199,7 +199,7 @@ def train_emulator(
         loss, grads = loss_and_grad(model, k_model, targets, tau=tau, blur=blur)
         updates, state = optimizer.update(grads, state, model)
         model = eqx.apply_updates(model, updates)
-        return (model, state), (loss, optax.global_norm(grads))
+        return (model, state), (loss, optax.tree.norm(grads))
 
     @eqx.filter_jit
     def run_chunk(model, state, keys):
