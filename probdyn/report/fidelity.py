@@ -345,7 +345,7 @@ def fidelity_summary(
     N, T = q.shape
     if T != hmm.num_timesteps:
         raise ValueError(f"symbols have T={T} but hmm.num_timesteps={hmm.num_timesteps}")
-    k1, k2, k3 = jax.random.split(rng_key, 3)
+    k1, k2 = jax.random.split(rng_key)
     base = np.asarray(hmm.sample(k1, (N,)))
     ref = np.asarray(hmm.sample(k2, (N,)))  # the reference both are compared with
     m = min(sinkhorn_size, N)
@@ -395,5 +395,4 @@ def fidelity_summary(
         "emulator_count": [len(d) for d in dq],
         "tv_emulator_vs_baseline": [_dwell_tv(a, b, max_len) for a, b in zip(dq, db, strict=True)],
     }
-    del k3
     return out
