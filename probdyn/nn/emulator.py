@@ -79,7 +79,8 @@ class HMMEmulator(eqx.Module):
         Added times the identity to the initial ``W_hh`` (IRNN-style initialisation, Le et
         al. 2015): slow hidden dynamics from the first step. With CPU-sized batches
         (256) a network started at 0 stays at the i.i.d. solution that matches only the
-        symbol frequencies; :func:`probdyn.infer.train_emulator` starts from 0.9.
+        symbol frequencies; started at 0.9 it leaves it but can become explosive (see
+        :func:`probdyn.infer.train_emulator`).
     readout_scale : float
         Multiplies the initial ``W_out`` (sharper initial symbol probabilities).
 
