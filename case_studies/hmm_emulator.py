@@ -198,30 +198,44 @@ def _fidelity_table(results):
 
 
 def _findings(analysis):
-    """The paper's three qualitative findings, read off ``probdyn.analysis`` metrics."""
+    """The paper's three qualitative findings, read off ``probdyn.analysis`` metrics
+    (None where the analysis could not decide, e.g. no switches to ablate)."""
     fp, relax = analysis["fixed_points"], analysis["relaxation"]
-    fit = analysis["orbit"]["radius_fit"]
+    fit = analysis["orbit"].get("radius_fit") or {}
     kick = analysis["kick"]
-    mus = list(kick["mus"])
-    i0 = mus.index(0.0) if 0.0 in mus else 0
-    i1 = mus.index(1.0) if 1.0 in mus else None
-    rate_k, rate_c = kick["rate_kick"][i0], kick["rate_control"][i0]
+    mus = list(kick.get("mus") or [])
+
+    def at(key, mu):
+        vals = kick.get(key)
+        if not vals or mu not in mus:
+            return None
+        return vals[mus.index(mu)]
+
+    rate_k, rate_c = at("rate_kick", 0.0), at("rate_control", 0.0)
+    spread = relax.get("spread")
+    slope, r2 = fit.get("slope"), fit.get("r_squared")
     return {
         "num_fixed_points": fp["count"],
         "relaxed_point_stability": relax["stability"],
-        "relaxed_point_spread": relax["spread"],
+        "relaxed_point_spread": spread,
         "single_stable_fixed_point": bool(
-            fp["count"] <= 1 and relax["stability"] == "stable" and relax["spread"] < 1e-2
+            fp["count"] <= 1
+            and relax["stability"] == "stable"
+            and spread is not None
+            and spread < 1e-2
         ),
-        "orbit_radius_slope": fit["slope"],
-        "orbit_radius_r_squared": fit["r_squared"],
-        "orbit_grows_with_noise": bool(fit["slope"] > 0 and fit["r_squared"] > 0.8),
-        "switch_rate_intact": None if i1 is None else kick["rate_kick"][i1],
+        "orbit_radius_slope": slope,
+        "orbit_radius_r_squared": r2,
+        "orbit_grows_with_noise": None
+        if slope is None or r2 is None
+        else bool(slope > 0 and r2 > 0.8),
+        "kick_analysis_skipped": bool(kick.get("skipped", False)),
+        "switch_rate_intact": at("rate_kick", 1.0),
         "switch_rate_kick_ablated": rate_k,
         "switch_rate_control_ablated": rate_c,
-        "kick_ablation_traps": bool(
-            rate_k is not None and rate_c is not None and rate_k < 0.5 * rate_c
-        ),
+        "kick_ablation_traps": None
+        if rate_k is None or rate_c is None
+        else bool(rate_k < 0.5 * rate_c),
     }
 
 
