@@ -131,6 +131,7 @@ def test_match_states_recovers_permutation():
     np.testing.assert_array_equal(B[::-1][perm], B)
 
 
+@pytest.mark.slow
 def test_summary_of_hmm_samples_matches_baseline():
     hmm = _hmm(20)
     y = np.asarray(hmm.sample(jax.random.PRNGKey(4), (300,)))
