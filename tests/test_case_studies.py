@@ -6,6 +6,7 @@ import math
 import pkgutil
 
 import arviz as az
+import numpy as np
 import pytest
 
 import probdyn.case_studies
@@ -116,10 +117,25 @@ def _check_barnn_sequences(m):
         assert row["validity"] > 0.2, method
 
 
+def _check_hmm_emulator(m):
+    for r in m["hmms"].values():
+        assert r["all_finite"]
+        # training lowers the Sinkhorn loss (measured with --quick: see the report)
+        assert r["loss_end"] < r["loss_start"]
+        f = r["fidelity"]
+        # the HMM-vs-HMM baselines are what a perfect emulator scores
+        assert abs(f["log_loss_bits"]["baseline"]["mean"] - f["block_entropy_bits"]) < 1e-12
+        assert f["ngram_kl_bits"]["baseline"]["1"] < 0.01
+        assert np.isfinite(r["round_trip"]["transition_max_abs_error"])
+    # the analysis either ran or says why it stopped
+    assert set(m["analysis"]) | set(m["analysis_errors"]) == {"linear2"}
+
+
 # What each study's --quick run must show, beyond writing its files.
 CHECKS = {
     "barnn_pde": _check_barnn_pde,
     "barnn_sequences": _check_barnn_sequences,
+    "hmm_emulator": _check_hmm_emulator,
     "flashing_ratchet": _check_flashing_ratchet,
     "ion_channel": _check_ion_channel,
     "latent_sde_lorenz": _check_latent_sde_lorenz,
@@ -133,6 +149,7 @@ CHECKS = {
 # with the slow tests (make test-all); their machinery has fast tests of its own.
 SLOW = {
     "barnn_pde",
+    "hmm_emulator",
     "ion_channel",
     "langevin_neural",
     "latent_sde_lorenz",
@@ -189,3 +206,16 @@ def test_case_study_smoke(name, tmp_path):
     assert {"posterior", "log_likelihood"} <= set(idata.groups())
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["all_finite"]
+
+
+@pytest.mark.slow
+def test_hmm_emulator_tiny(tmp_path):
+    """Smoke run at meaningless sizes (compilation dominates: about a minute on 2 cores)."""
+    from probdyn.case_studies import hmm_emulator
+
+    out = tmp_path / "tiny"
+    assert hmm_emulator.main(["--tiny", "--out", str(out), "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["size"] == "tiny" and m["hmms"]["linear2"]["all_finite"]
+    assert (out / "report.md").read_text().startswith("# hmm_emulator")
+    assert list(out.glob("*.png"))

@@ -2,6 +2,12 @@
 
 from probdyn._deprecation import moved
 from probdyn.infer.diagnose import nonfinite_sites
+from probdyn.infer.emulator import (
+    EmulatorTrainResult,
+    emulator_loss,
+    hmm_one_hot_batch,
+    train_emulator,
+)
 from probdyn.infer.fit import METHODS, fit
 from probdyn.infer.latent_sde import (
     LatentSDE,
@@ -32,6 +38,7 @@ __all__ = [
     "add_rollouts",
     "make_windows",
     "CSGLD",
+    "EmulatorTrainResult",
     "KERNELS",
     "LatentSDE",
     "LatentSDEELBO",
@@ -44,14 +51,17 @@ __all__ = [
     "SGHMC",
     "SGLD",
     "SGNHT",
+    "emulator_loss",
     "fit",
     "full_data_model",
+    "hmm_one_hot_batch",
     "linear_kl_schedule",
     "nonfinite_sites",
     "particle_filter",
     "pf_likelihood",
     "reaction_transition",
     "resample",
+    "train_emulator",
 ]
 
 __getattr__ = moved(

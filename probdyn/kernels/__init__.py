@@ -8,6 +8,8 @@
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
+- :mod:`probdyn.kernels.sinkhorn`: debiased Sinkhorn divergence between point clouds
+  (ott-jax, geomloss conventions).
 - :mod:`probdyn.kernels.cme`: the chemical master equation on a truncated box (sparse
   generator action, uniformization, exact likelihood of noisy observations).
 
@@ -62,6 +64,7 @@ from probdyn.kernels.sde import (
 from probdyn.kernels.sde import path_log_prob as sde_path_log_prob
 from probdyn.kernels.sde import step as sde_step
 from probdyn.kernels.sde import transition_log_prob as sde_transition_log_prob
+from probdyn.kernels.sinkhorn import bounding_box_diameter, sinkhorn_divergence
 from probdyn.kernels.ssa import Path as SSAPath
 from probdyn.kernels.ssa import (
     gillespie,
@@ -79,6 +82,7 @@ __all__ = [
     "HMMPosterior",
     "SSAPath",
     "boundary_mass",
+    "bounding_box_diameter",
     "box_states",
     "cme_apply",
     "cme_log_likelihood",
@@ -107,6 +111,7 @@ __all__ = [
     "sde_transition_log_prob",
     "simulate",
     "simulate_from_noise",
+    "sinkhorn_divergence",
     "stationary_covariance",
     "mass_action_propensities",
     "sample_bridge",

@@ -13,7 +13,9 @@ SDEs), :mod:`~probdyn.nn.latent_dynamics` (the Langevin-flow dynamics and sequen
 (:class:`FNO1d`), :mod:`~probdyn.nn.variational` (variational-dropout layers with the local
 reparameterisation and their KL terms), :mod:`~probdyn.nn.barnn` (:class:`BARNN`:
 state- and time-dependent dropout rates with the tVAMP prior; :class:`VariationalDropout`)
-and :mod:`~probdyn.nn.rollout` (autoregressive rollouts as a :class:`RolloutEnsemble`).
+:mod:`~probdyn.nn.rollout` (autoregressive rollouts as a :class:`RolloutEnsemble`)
+and :mod:`~probdyn.nn.emulator` (:class:`HMMEmulator`, the noise-driven RNN that emulates
+an HMM).
 All are equinox modules: register them in a NumPyro model with
 ``numpyro.contrib.module.eqx_module``.
 """
@@ -21,6 +23,7 @@ All are equinox modules: register them in a NumPyro model with
 from probdyn.nn.barnn import BARNN, DropoutRateEncoder, VariationalDropout, variational_layers
 from probdyn.nn.cells import ElmanCell, GRUCell, LSTMCell, gru_update, lstm_update, run
 from probdyn.nn.embedding import sinusoidal_embedding
+from probdyn.nn.emulator import HMMEmulator, gumbel_softmax_straight_through
 from probdyn.nn.encoders import GRUEncoder
 from probdyn.nn.latent_dynamics import (
     LangevinDynamics,
@@ -52,6 +55,7 @@ __all__ = [
     "FNO1d",
     "GRUCell",
     "GRUEncoder",
+    "HMMEmulator",
     "LSTMCell",
     "LangevinDynamics",
     "LatentDynamicsModel",
@@ -68,6 +72,7 @@ __all__ = [
     "VariationalLayer",
     "ard_kl",
     "get_activation",
+    "gumbel_softmax_straight_through",
     "gru_update",
     "is_variational_candidate",
     "layer_moments",

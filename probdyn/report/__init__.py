@@ -9,6 +9,20 @@ from probdyn.report.ensemble import (
     scalar_metrics,
 )
 from probdyn.report.ensemble_plots import plot_calibration_curves, plot_metrics_vs_horizon
+from probdyn.report.fidelity import (
+    LogLoss,
+    block_entropy,
+    dwell_times,
+    empirical_ngram_probs,
+    fidelity_summary,
+    hmm_ngram_probs,
+    log_loss,
+    ngram_kl,
+    output_transition_matrix,
+    sequence_sinkhorn,
+    symbol_frequencies,
+    volatility,
+)
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.output import (
     MANIFEST_NAME,
@@ -25,6 +39,12 @@ from probdyn.report.plots import (
     select_plot_vars,
 )
 from probdyn.report.render import GENERATED_MARKER, render_report
+from probdyn.report.round_trip import (
+    RoundTripResult,
+    categorical_hmm_model,
+    match_states,
+    round_trip_fit,
+)
 from probdyn.report.sbc import (
     SBCResult,
     default_num_bins,
@@ -48,21 +68,33 @@ __all__ = [
     "METRIC_NAMES",
     "CRPSResult",
     "CoverageResult",
+    "LogLoss",
     "ReplicateCoverage",
+    "RoundTripResult",
     "SBCResult",
     "Summary",
     "calibration_curve",
+    "block_entropy",
+    "categorical_hmm_model",
     "crps",
     "default_num_bins",
+    "dwell_times",
     "ebfmi",
     "elbo_relative_change",
     "finish_outputs",
+    "empirical_ngram_probs",
+    "fidelity_summary",
+    "hmm_ngram_probs",
     "interval_coverage",
+    "log_loss",
     "lpd",
     "metrics_table",
     "model_dims",
     "plot_calibration_curves",
     "plot_metrics_vs_horizon",
+    "match_states",
+    "ngram_kl",
+    "output_transition_matrix",
     "plot_predictive_bands",
     "plot_rank",
     "plot_sbc_ranks",
@@ -76,9 +108,13 @@ __all__ = [
     "render_report",
     "replicate_coverage",
     "rollout_metrics",
+    "round_trip_fit",
     "sbc",
     "scalar_metrics",
     "select_plot_vars",
+    "sequence_sinkhorn",
     "summary",
+    "symbol_frequencies",
     "to_inference_data",
+    "volatility",
 ]

@@ -1,0 +1,84 @@
+"""train_emulator: validation, finite gradients, a falling loss, and (slow) the 2-state
+chain's 1- and 2-gram statistics."""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+
+from probdyn import DiscreteHMM
+from probdyn.infer import emulator_loss, hmm_one_hot_batch, train_emulator
+from probdyn.models.hmm_zoo import linear_chain
+from probdyn.nn import HMMEmulator
+from probdyn.report import empirical_ngram_probs, hmm_ngram_probs
+
+
+@pytest.fixture(scope="module")
+def short_chain():
+    return linear_chain(2, num_timesteps=8)
+
+
+def test_loss_and_gradients_finite(short_chain):
+    emu = HMMEmulator(8, 4, 3, rng_key=jax.random.PRNGKey(0))
+    targets = hmm_one_hot_batch(jax.random.PRNGKey(1), short_chain, 16)
+    assert targets.shape == (16, 8, 3)
+    loss, grads = eqx.filter_value_and_grad(emulator_loss)(emu, jax.random.PRNGKey(2), targets)
+    assert float(loss) > 0
+    for g in (grads.W_hh, grads.W_ih, grads.W_out):
+        assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_training_lowers_the_loss(short_chain):
+    res = train_emulator(
+        jax.random.PRNGKey(3),
+        short_chain,
+        num_steps=40,
+        batch_size=32,
+        hidden_size=16,
+        noise_dim=8,
+        learning_rate=1e-2,
+        progress_bar=False,
+    )
+    assert res.losses.shape == (40,) and res.grad_norms.shape == (40,)
+    assert np.all(np.isfinite(res.losses))
+    assert res.losses[-10:].mean() < res.losses[:10].mean()
+    assert isinstance(res.emulator, HMMEmulator) and res.emulator.hidden_size == 16
+
+
+def test_bad_input(short_chain):
+    key = jax.random.PRNGKey(0)
+    poisson = DiscreteHMM(jnp.ones(2) / 2, jnp.eye(2), dist.Poisson(jnp.ones(2)), num_timesteps=5)
+    with pytest.raises(TypeError, match="Categorical"):
+        train_emulator(key, poisson, num_steps=1)
+    with pytest.raises(TypeError, match="DiscreteHMM"):
+        train_emulator(key, "hmm", num_steps=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_emulator(key, short_chain, batch_size=0)
+    wrong = HMMEmulator(4, 2, 4, rng_key=key)
+    with pytest.raises(ValueError, match="num_symbols=4"):
+        train_emulator(key, short_chain, wrong, num_steps=1)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    reason="not reached at CPU scale: 600 steps at batch 256 leave the emulator too sticky "
+    "(the paper trains 1,500 steps at batch 4,096); see bench/README and the case study",
+    strict=False,
+)
+def test_trained_emulator_matches_unigram_and_bigram():
+    hmm = linear_chain(2)
+    res = train_emulator(jax.random.PRNGKey(0), hmm, num_steps=600, batch_size=256,
+                         progress_bar=False)  # fmt: skip
+    y = np.asarray(res.emulator.sample(jax.random.PRNGKey(1), 2000, hmm.num_timesteps))
+    for n in (1, 2):
+        p = hmm_ngram_probs(hmm, n).ravel()
+        q = empirical_ngram_probs(y, n, 3).ravel()
+        # windows overlap and sequences are correlated: allow 5 standard errors of a
+        # proportion over the number of sequences (conservative effective sample size)
+        se = np.sqrt(p * (1 - p) / len(y))
+        assert np.all(np.abs(q - p) < 5 * se + 1e-3), (n, p, q)
+    assert math.isfinite(float(res.losses[-1]))
