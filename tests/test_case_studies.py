@@ -149,6 +149,7 @@ CHECKS = {
 # with the slow tests (make test-all); their machinery has fast tests of its own.
 SLOW = {
     "barnn_pde",
+    "barnn_sequences",
     "hmm_emulator",
     "ion_channel",
     "langevin_neural",

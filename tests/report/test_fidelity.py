@@ -64,6 +64,7 @@ def test_block_entropy_markov_chain_closed_form():
     assert block_entropy(hmm, T) == pytest.approx((1.0 + (T - 1) * h) / T, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_log_loss_monte_carlo_short_and_long():
     # short: MC estimate of H_T / T against enumeration
     T = 5
