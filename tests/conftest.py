@@ -13,3 +13,15 @@ def x64():
         yield
     finally:
         jax.config.update("jax_enable_x64", prev)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled programs after each test module.
+
+    A pytest-xdist worker runs hundreds of modules in one process; without this, every
+    program compiled by every earlier module stays cached, and the worker's memory grows
+    for the whole run.
+    """
+    yield
+    jax.clear_caches()
