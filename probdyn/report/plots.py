@@ -44,38 +44,149 @@ def _pool(x) -> np.ndarray:
     return np.asarray(x, dtype=float)
 
 
+def _is_idata(x) -> bool:
+    """An ArviZ result (InferenceData or DataTree), as opposed to an array of times."""
+    return hasattr(x, "groups") and not isinstance(x, np.ndarray | xr.DataArray)
+
+
+def _group_names(idata) -> list[str]:
+    groups = idata.groups
+    return list(groups() if callable(groups) else groups)
+
+
+def _idata_var(idata, var_name, group, groups_in_order, coords):
+    """The DataArray ``var_name`` from ``group`` (or the first of ``groups_in_order`` that
+    has it), with ``coords`` selected."""
+    if not isinstance(var_name, str):
+        raise TypeError(
+            f"var_name must be the name of a variable of idata (a str); got {var_name!r}"
+        )
+    present = _group_names(idata)
+    candidates = [group] if group is not None else [g for g in groups_in_order if g in present]
+    if group is not None and group not in present:
+        raise ValueError(f"group={group!r} is not in idata; it has groups {present}")
+    for g in candidates:
+        ds = idata[g]
+        if var_name in ds.data_vars:
+            da = ds[var_name]
+            break
+    else:
+        have = {g: list(idata[g].data_vars) for g in candidates}
+        raise ValueError(
+            f"var_name={var_name!r} is not a variable of the groups {candidates}; they have {have}"
+        )
+    if coords:
+        bad = sorted(set(coords) - set(da.dims))
+        if bad:
+            raise ValueError(f"coords names dims {bad} that {var_name!r} lacks; dims {da.dims}")
+        da = da.sel(coords)
+    return da, g
+
+
+def _time_dim(da, exclude=("chain", "draw")) -> str:
+    rest = [d for d in da.dims if d not in exclude]
+    if not rest:
+        raise ValueError(f"{da.name!r} has no axis besides {exclude}; dims {da.dims}")
+    return "time" if "time" in rest else rest[0]
+
+
 def plot_predictive_bands(
-    times: ArrayLike,
-    draws: ArrayLike | xr.DataArray,
+    idata,
+    var_name: str | ArrayLike | xr.DataArray | None = None,
     obs: ArrayLike | None = None,
     levels: tuple[float, ...] = (0.5, 0.9),
     path: str | Path | None = None,
     *,
+    group: str | None = None,
+    coords: dict | None = None,
     labels: list[str] | None = None,
 ) -> Figure:
     """Predictive median and central bands over time, one panel per observed dimension.
 
+    ``plot_predictive_bands(idata, "y")`` draws ``idata.posterior_predictive["y"]`` (or
+    ``idata.posterior["y"]`` when there is no predictive group, e.g. a latent path) over
+    its time coordinate, with ``idata.observed_data["y"]`` as dots when present. The array
+    form ``plot_predictive_bands(times, draws, obs)`` is detected and still works.
+
     Parameters
     ----------
-    times : array_like, shape (num_timesteps,)
-        Time of each step.
-    draws : array_like or xarray.DataArray, shape (num_draws, num_timesteps) or
-        (num_draws, num_timesteps, obs_dim)
-        Predictive draws; a DataArray with dims ``("chain", "draw", ...)`` is pooled.
+    idata : arviz.InferenceData, or array_like of shape (num_timesteps,)
+        A result of :func:`probdyn.fit`; or, in the array form, the time of each step.
+    var_name : str, or (array form) array_like or xarray.DataArray
+        The variable to draw; its dims are ``("chain", "draw", time, [obs_dim])``, where
+        time is the dim called ``"time"`` or else the first non-sample dim, and other dims
+        must be selected away with ``coords``. In the array form: draws of shape
+        (num_draws, num_timesteps) or (num_draws, num_timesteps, obs_dim), or a DataArray
+        with dims ``("chain", "draw", ...)``, which is pooled.
     obs : array_like, optional, shape (num_timesteps,) or (num_timesteps, obs_dim)
-        Observations, drawn as dots (NaNs skipped).
+        Observations, drawn as dots (NaNs skipped). Default in the idata form: the
+        variable of the same name in ``observed_data``, if any; pass ``False`` for none.
     levels : tuple of float
         Central interval levels in (0, 1), one shaded band each.
     path : str or Path, optional
         Where to save the PNG.
+    group : str, optional
+        idata form: group to read ``var_name`` from (default ``posterior_predictive``, then
+        ``posterior``, then ``prior_predictive``).
+    coords : dict, optional
+        idata form: values to select on other dims, e.g. ``{"sequence": 0}``.
     labels : list of str, optional
-        Panel titles, one per ``obs_dim``.
+        Panel titles, one per ``obs_dim`` (idata form: default the coordinate values).
 
     Returns
     -------
     matplotlib.figure.Figure
         With ``obs_dim`` axes (one for 2-d draws).
+
+    Examples
+    --------
+    >>> idata = probdyn.fit(model, y, predictive=True)  # doctest: +SKIP
+    >>> plot_predictive_bands(idata, "y", path="bands.png")  # doctest: +SKIP
     """
+    if _is_idata(idata):
+        da, _ = _idata_var(
+            idata,
+            var_name,
+            group,
+            ("posterior_predictive", "posterior", "prior_predictive"),
+            coords,
+        )
+        tdim = _time_dim(da)
+        rest = [d for d in da.dims if d not in ("chain", "draw", tdim)]
+        if len(rest) > 1:
+            raise ValueError(
+                f"{var_name!r} has dims {da.dims}: at most one dim besides chain, draw and "
+                f"{tdim!r} can be drawn as panels; select the others with coords="
+            )
+        da = da.transpose("chain", "draw", tdim, *rest)
+        times = da[tdim].values
+        if obs is None and "observed_data" in _group_names(idata):
+            od = idata["observed_data"]
+            if var_name in od.data_vars:
+                o = od[var_name]
+                o = o.sel({k: v for k, v in (coords or {}).items() if k in o.dims})
+                if set(o.dims) == {tdim, *rest}:
+                    obs = o.transpose(tdim, *rest).values
+        if obs is False:
+            obs = None
+        if labels is None and rest:
+            labels = [f"{rest[0]} = {v}" for v in da[rest[0]].values]
+        draws = da
+    else:
+        if isinstance(var_name, str):
+            raise TypeError(
+                "idata must be an ArviZ result (e.g. from probdyn.fit) when var_name is a "
+                f"name; got {type(idata).__name__}"
+            )
+        times, draws = idata, var_name
+        if draws is None:
+            raise TypeError("the array form needs plot_predictive_bands(times, draws, obs)")
+        if obs is False:
+            obs = None
+    return _bands(times, draws, obs, levels, path, labels)
+
+
+def _bands(times, draws, obs, levels, path, labels) -> Figure:
     t = np.asarray(times, dtype=float)
     if t.ndim != 1:
         raise ValueError(f"times must have shape (num_timesteps,); got shape {t.shape}")
@@ -122,29 +233,72 @@ def plot_predictive_bands(
 
 
 def plot_state_posterior(
-    times: ArrayLike,
-    state_probs: ArrayLike,
+    idata,
+    var_name: str | ArrayLike | None = None,
     true_states: ArrayLike | None = None,
     path: str | Path | None = None,
+    *,
+    group: str | None = None,
+    coords: dict | None = None,
 ) -> Figure:
     """Heatmap of the posterior probability of each hidden state over time.
 
+    ``plot_state_posterior(idata, "z")`` reads the variable ``z`` from the posterior (or
+    the group given): per-draw state probabilities with dims ``("chain", "draw", time,
+    state)`` are averaged over draws; integer state paths with dims ``("chain", "draw",
+    time)`` (FFBS or Viterbi draws) are turned into the frequency of each state. The
+    array form ``plot_state_posterior(times, state_probs)`` is detected and still works.
+
     Parameters
     ----------
-    times : array_like, shape (num_timesteps,)
-        Time of each step (increasing).
-    state_probs : array_like, shape (num_timesteps, num_states)
-        Marginal posterior :math:`p(z_t = k \\mid y)`; rows should sum to one.
+    idata : arviz.InferenceData, or array_like of shape (num_timesteps,)
+        A result holding ``var_name``; or, in the array form, the time of each step
+        (increasing).
+    var_name : str, or (array form) array_like of shape (num_timesteps, num_states)
+        The variable; in the array form the marginal posterior
+        :math:`p(z_t = k \\mid y)`, rows summing to one.
     true_states : array_like of int, optional, shape (num_timesteps,)
         Known states, drawn as a line on top.
     path : str or Path, optional
         Where to save the PNG.
+    group : str, optional
+        idata form: the group holding ``var_name`` (default: the first of posterior,
+        posterior_predictive and any other group that has it).
+    coords : dict, optional
+        idata form: values to select on other dims, e.g. ``{"sequence": 0}``.
 
     Returns
     -------
     matplotlib.figure.Figure
         Two axes: the heatmap and its colour bar.
     """
+    if _is_idata(idata):
+        order = ["posterior", "posterior_predictive"]
+        order += [g for g in _group_names(idata) if g not in order]
+        da, _ = _idata_var(idata, var_name, group, order, coords)
+        tdim = _time_dim(da)
+        rest = [d for d in da.dims if d not in ("chain", "draw", tdim)]
+        samples = [d for d in ("chain", "draw") if d in da.dims]
+        if not rest and np.issubdtype(da.dtype, np.integer):
+            z = da.transpose(*samples, tdim).values.reshape(-1, da.sizes[tdim])
+            top = z.max() if true_states is None else max(z.max(), np.max(true_states))
+            num_states = int(top) + 1
+            state_probs = (z[..., None] == np.arange(num_states)).mean(0)
+        elif len(rest) == 1:
+            state_probs = da.mean(samples).transpose(tdim, rest[0]).values
+        else:
+            raise ValueError(
+                f"{var_name!r} has dims {da.dims}; expected integer states ('chain', 'draw', "
+                f"time) or probabilities ('chain', 'draw', time, state); select other dims "
+                "with coords="
+            )
+        times = da[tdim].values
+    else:
+        if isinstance(var_name, str):
+            raise TypeError(
+                f"idata must be an ArviZ result when var_name is a name; got {type(idata).__name__}"
+            )
+        times, state_probs = idata, var_name
     t = np.asarray(times, dtype=float)
     p = np.asarray(state_probs, dtype=float)
     if t.ndim != 1:

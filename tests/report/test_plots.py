@@ -95,3 +95,66 @@ def test_sbc_ranks_plot(tmp_path):
     res.ranks = res.ranks[:, 0]
     with pytest.raises(ValueError, match="ranks"):
         plot_sbc_ranks(res)
+
+
+def _pp_idata(rng):
+    """A fit-like result: y with dims (chain, draw, time, obs_dim) and observed data."""
+    times = np.linspace(0.0, 2.0, 12)
+    return az.from_dict(
+        posterior={"mu": rng.normal(size=(2, 40))},
+        posterior_predictive={
+            "y": rng.normal(size=(2, 40, 12, 2)),
+            "z": rng.integers(0, 3, size=(2, 40, 12)),
+            "p": rng.dirichlet(np.ones(3), size=(2, 40, 12)),
+        },
+        observed_data={"y": rng.normal(size=(12, 2))},
+        coords={"time": times, "channel": ["a", "b"], "state": [0, 1, 2]},
+        dims={"y": ["time", "channel"], "z": ["time"], "p": ["time", "state"]},
+    )
+
+
+def test_predictive_bands_idata_first(tmp_path):
+    rng = np.random.default_rng(4)
+    idata = _pp_idata(rng)
+    fig = plot_predictive_bands(idata, "y", path=tmp_path / "b.png")
+    assert _written(tmp_path / "b.png") and len(fig.axes) == 2
+    y = idata.posterior_predictive["y"].values.reshape(80, 12, 2)
+    obs = idata.observed_data["y"].values
+    times = idata.posterior_predictive["time"].values
+    for d, ax in enumerate(fig.axes):
+        median, dots = ax.lines[0], ax.lines[1]
+        np.testing.assert_allclose(median.get_xdata(), times)
+        np.testing.assert_allclose(median.get_ydata(), np.median(y[:, :, d], axis=0))
+        np.testing.assert_allclose(dots.get_ydata(), obs[:, d])  # observed_data by default
+        assert ax.get_title() == f"channel = {'ab'[d]}"
+    # coords selects a dim away; obs=False leaves the dots out
+    fig = plot_predictive_bands(idata, "y", obs=False, coords={"channel": "b"})
+    assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.median(y[:, :, 1], axis=0))
+    # a posterior variable is found when there is no predictive one
+    post = az.from_dict(posterior={"x": rng.normal(size=(1, 30, 7))}, dims={"x": ["time"]})
+    assert len(plot_predictive_bands(post, "x").axes) == 1
+    with pytest.raises(ValueError, match="var_name='nope'"):
+        plot_predictive_bands(idata, "nope")
+    with pytest.raises(ValueError, match="group='prior'"):
+        plot_predictive_bands(idata, "y", group="prior")
+    with pytest.raises(TypeError, match="var_name"):
+        plot_predictive_bands(idata)
+    with pytest.raises(TypeError, match="idata"):
+        plot_predictive_bands(np.arange(12.0), "y")
+
+
+def test_state_posterior_idata_first():
+    rng = np.random.default_rng(5)
+    idata = _pp_idata(rng)
+    # integer state draws -> frequency of each state
+    fig = plot_state_posterior(idata, "z")
+    z = idata.posterior_predictive["z"].values.reshape(80, 12)
+    freq = (z[..., None] == np.arange(3)).mean(0)
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_array().reshape(3, 12), freq.T)
+    # per-draw probabilities -> their mean
+    fig = plot_state_posterior(idata, "p", true_states=np.zeros(12, int))
+    mean = idata.posterior_predictive["p"].values.mean((0, 1))
+    np.testing.assert_allclose(fig.axes[0].collections[0].get_array().reshape(3, 12), mean.T)
+    with pytest.raises(ValueError, match="dims"):
+        plot_state_posterior(idata, "y", coords={"channel": "a"})  # floats, no state dim
