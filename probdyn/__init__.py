@@ -9,6 +9,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from probdyn.infer import fit  # noqa: E402
 from probdyn.processes import (  # noqa: E402
+    CMEObservations,
     DiscreteHMM,
     LinearSDE,
     MarkovJumpProcess,
@@ -20,6 +21,7 @@ from probdyn.processes import (  # noqa: E402
 )
 
 __all__ = [
+    "CMEObservations",
     "DiscreteHMM",
     "LinearSDE",
     "MarkovJumpProcess",

@@ -20,10 +20,13 @@ and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``; ``sde.step``,
 """
 
 from probdyn.kernels.cme import (
+    CMEFilterResult,
     boundary_mass,
     box_states,
     cme_apply,
+    cme_filter,
     cme_log_likelihood,
+    cme_sample,
     cme_transient,
     uniformization_terms,
 )
@@ -78,6 +81,7 @@ __all__ = [
     "SDE",
     "SOLVERS",
     "BridgePath",
+    "CMEFilterResult",
     "HMMFilterResult",
     "HMMPosterior",
     "SSAPath",
@@ -85,7 +89,9 @@ __all__ = [
     "bounding_box_diameter",
     "box_states",
     "cme_apply",
+    "cme_filter",
     "cme_log_likelihood",
+    "cme_sample",
     "cme_transient",
     "check_generator",
     "ctmc_path_log_likelihood",

@@ -48,6 +48,7 @@ chemical master equation", J. Chem. Phys. 124, 044104, 2006.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,10 +62,13 @@ from probdyn.kernels.ssa import _network, _propensity, _time
 Array = jax.Array
 
 __all__ = [
+    "CMEFilterResult",
     "boundary_mass",
     "box_states",
     "cme_apply",
+    "cme_filter",
     "cme_log_likelihood",
+    "cme_sample",
     "cme_transient",
     "uniformization_terms",
 ]
@@ -388,3 +392,225 @@ def _cme_ll(p, dts, ll, rates, V, rt, fn, m, dom, num_terms, tail_tol, return_fi
     (_, total, worst), filtered = lax.scan(step, init, (dts, ll))
     total = jnp.where(worst > tail_tol, jnp.nan, total)
     return (total, filtered) if return_filtered else total
+
+
+# --------------------------------------------------------------------------------------
+# adaptive number of terms
+# --------------------------------------------------------------------------------------
+
+
+class CMEFilterResult(NamedTuple):
+    """Output of :func:`cme_filter`, one entry per observation (T,).
+
+    ``log_normalizers[i]`` is :math:`\\log p(y_i \\mid y_{<i})` (their sum is the
+    log-likelihood); ``series_tail[i]`` the Poisson tail mass of the uniformisation series
+    left out for the gap before observation i (a total-variation error bound);
+    ``num_terms[i]`` the number of series terms used; ``exit_mass[i]`` the predicted
+    probability, before observation i, of the box states from which a reaction with
+    positive propensity would leave the box (switched off by the truncation): a box too
+    small shows up here, while faces no reaction can cross (e.g. a conserved gene copy
+    number) do not count.
+    """
+
+    log_normalizers: Array
+    series_tail: Array
+    num_terms: Array
+    exit_mass: Array
+
+
+def _tail_from(n, mu):
+    """P(N >= n) for N ~ Poisson(mu), n >= 0 (1 at n = 0)."""
+    n = jnp.asarray(n, mu.dtype)
+    return jnp.where(n > 0, jax.scipy.special.gammainc(jnp.maximum(n, 1.0), mu), 1.0)
+
+
+def _exit_states(rates, V, rt, fn, m):
+    """Boolean grid: some reaction with positive propensity leaves the box from here."""
+    states = jnp.asarray(box_states(m), dtype=rates.dtype)
+    H = jax.vmap(lambda x: _propensity(rt, fn)(x, rates))(states).T  # (R, K)
+    leaves = ~_allowed(V, m, None).reshape(len(V), -1)
+    return jnp.any((H > 0) & leaves, axis=0).reshape(tuple(v + 1 for v in m))
+
+
+def _transient_adaptive(p, dt, H, V, lam, tol, block, num_blocks):
+    """:func:`_transient` with as many blocks of ``block`` terms as the Poisson tail bound
+    asks for (at most ``num_blocks``): blocks past the point where the tail left out is
+    below ``tol`` are skipped with ``lax.cond`` (run anyway, and discarded, under
+    ``vmap``). Returns ``(p_t, tail, num_terms)``."""
+    mu = jnp.maximum(lam * dt, jnp.finfo(p.dtype).tiny)
+    log_mu = jnp.log(mu)
+
+    def run(carry, start):
+        v, acc, used = carry
+        n = start + jnp.arange(block, dtype=p.dtype)
+        w = jnp.exp(n * log_mu - mu - jax.scipy.special.gammaln(n + 1))
+
+        def term(c, wn):
+            v, acc = c
+            return (v + _apply(v, H, V) / lam, acc + wn * v), None
+
+        (v, acc), _ = lax.scan(term, (v, acc), w)
+        return v, acc, used + block
+
+    def one_block(carry, b):
+        start = jnp.asarray(b * block, p.dtype)
+        needed = _tail_from(start, mu) > tol
+        carry = lax.cond(needed, run, lambda c, _: c, carry, start)
+        return carry, None
+
+    init = (p, jnp.zeros_like(p), jnp.zeros((), jnp.int32))
+    (_, acc, used), _ = lax.scan(one_block, init, jnp.arange(num_blocks))
+    return jnp.maximum(acc, 0.0), _tail_from(used, mu), used
+
+
+def cme_filter(
+    p0: ArrayLike,
+    times: ArrayLike,
+    obs_log_probs: ArrayLike,
+    rates: ArrayLike,
+    stoichiometry: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn=None,
+    max_counts,
+    domain: ArrayLike | None = None,
+    t0: ArrayLike | None = None,
+    tol: float = 1e-6,
+    max_terms: int = 1024,
+    block: int = 16,
+) -> CMEFilterResult:
+    """Forward algorithm of :func:`cme_log_likelihood`, with the number of uniformisation
+    terms chosen per gap from the Poisson tail bound.
+
+    For a gap :math:`\\Delta t` and uniformisation rate :math:`\\lambda` the series
+    :math:`\\sum_n \\mathrm{Pois}(n; \\lambda \\Delta t)\\, p (I + Q/\\lambda)^n` is cut
+    after the first multiple of ``block`` terms whose left-out Poisson mass
+    :math:`P(N \\ge n)` is at most ``tol`` (Jensen 1953; the error in total variation is
+    at most that mass). Unlike ``num_terms`` in :func:`cme_log_likelihood`, this needs no
+    bound on the rates in advance: :math:`\\lambda` is read from the rates inside ``jit``
+    and unused blocks are skipped at run time, so the cost follows
+    :math:`\\lambda \\Delta t`. Differentiable in the rates (reverse and forward mode).
+
+    Parameters
+    ----------
+    p0, times, obs_log_probs, rates, stoichiometry, reactants, propensity_fn, max_counts, domain, t0
+        As in :func:`cme_log_likelihood`.
+    tol : float
+        Largest Poisson tail mass left out per gap, in (0, 1).
+    max_terms : int
+        Static cap on the terms per gap (rounded up to a multiple of ``block``); where it
+        does not reach ``tol``, ``series_tail`` says so and the caller decides (the
+        :class:`probdyn.processes.CMEObservations` log-density is then NaN).
+    block : int
+        Terms per skippable block (static).
+
+    Returns
+    -------
+    CMEFilterResult
+        Arrays of shape (T,).
+    """
+    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    times = _time("times", times, p.dtype, ndim=1)
+    T = times.shape[0]
+    ll = jnp.asarray(obs_log_probs).astype(p.dtype)
+    if ll.shape != (T, *p.shape):
+        raise ValueError(
+            f"obs_log_probs must have shape (T, *grid) = {(T, *p.shape)}; got {ll.shape}"
+        )
+    if not 0.0 < float(tol) < 1.0:
+        raise ValueError(f"tol must be in (0, 1); got {tol!r}")
+    block = _num_terms(block)
+    num_blocks = -(-_num_terms(max_terms) // block)
+    start = times[0] if t0 is None else _time("t0", t0, p.dtype, ndim=0)
+    c0, ct = _concrete(start), _concrete(times)
+    if c0 is not None and ct is not None and c0 > ct[0]:
+        raise ValueError(f"t0 must be <= times[0]; got t0={float(c0)}, times[0]={ct[0]}")
+    dts = jnp.diff(jnp.concatenate([start[None], times]))
+    dom = _domain(domain, m)
+    return _cme_filter(p, dts, ll, rates, V, rt, fn, m, dom, float(tol), block, num_blocks)
+
+
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
+def _cme_filter(p, dts, ll, rates, V, rt, fn, m, dom, tol, block, num_blocks):
+    H = _rates_grid(rates, V, rt, fn, m, dom)
+    lam = _uniformization_rate(H)
+    exits = _exit_states(rates, V, rt, fn, m)
+
+    def step(alpha, xs):
+        dt, lli = xs
+        pred, tail, used = _transient_adaptive(alpha, dt, H, V, lam, tol, block, num_blocks)
+        shift = jnp.max(lli)
+        shift = jnp.where(jnp.isfinite(shift), shift, 0.0)
+        a = pred * jnp.exp(lli - shift)
+        c = jnp.sum(a)
+        alpha = jnp.where(c > 0, a / jnp.where(c > 0, c, 1.0), pred)
+        return alpha, (jnp.log(c) + shift, tail, used, jnp.sum(jnp.where(exits, pred, 0.0)))
+
+    _, out = lax.scan(step, p, (dts, ll))
+    return CMEFilterResult(*out)
+
+
+def cme_sample(
+    rng_key: Array,
+    p0: ArrayLike,
+    times: ArrayLike,
+    rates: ArrayLike,
+    stoichiometry: ArrayLike,
+    *,
+    reactants: ArrayLike | None = None,
+    propensity_fn=None,
+    max_counts,
+    domain: ArrayLike | None = None,
+    t0: ArrayLike | None = None,
+    tol: float = 1e-6,
+    max_terms: int = 1024,
+    block: int = 16,
+) -> Array:
+    """Exact draw of the truncated chain's states at ``times`` (the chain whose likelihood
+    :func:`cme_filter` computes): the state at ``t0`` from ``p0``, then each next state from
+    the row of :math:`e^{Q \\Delta t}` of the previous one (uniformisation, terms chosen as
+    in :func:`cme_filter`).
+
+    Parameters
+    ----------
+    rng_key : Array
+    p0, times, rates, stoichiometry, reactants, propensity_fn, max_counts, domain, t0
+        As in :func:`cme_filter`.
+    tol, max_terms, block
+        As in :func:`cme_filter`.
+
+    Returns
+    -------
+    Array of int32, shape (T, S)
+        Counts at each time.
+    """
+    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    times = _time("times", times, p.dtype, ndim=1)
+    if not 0.0 < float(tol) < 1.0:
+        raise ValueError(f"tol must be in (0, 1); got {tol!r}")
+    block = _num_terms(block)
+    num_blocks = -(-_num_terms(max_terms) // block)
+    start = times[0] if t0 is None else _time("t0", t0, p.dtype, ndim=0)
+    dts = jnp.diff(jnp.concatenate([start[None], times]))
+    dom = _domain(domain, m)
+    return _cme_sample(rng_key, p, dts, rates, V, rt, fn, m, dom, float(tol), block, num_blocks)
+
+
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
+def _cme_sample(key, p, dts, rates, V, rt, fn, m, dom, tol, block, num_blocks):
+    H = _rates_grid(rates, V, rt, fn, m, dom)
+    lam = _uniformization_rate(H)
+    states = jnp.asarray(box_states(m), jnp.int32)
+    K = states.shape[0]
+    k0, key = jax.random.split(key)
+    x0 = jax.random.categorical(k0, jnp.log(p.reshape(-1)))
+
+    def step(x, xs):
+        k, dt = xs
+        one = jax.nn.one_hot(x, K, dtype=p.dtype).reshape(p.shape)
+        pt, _, _ = _transient_adaptive(one, dt, H, V, lam, tol, block, num_blocks)
+        x = jax.random.categorical(k, jnp.log(pt.reshape(-1)))
+        return x, x
+
+    _, idx = lax.scan(step, x0, (jax.random.split(key, dts.shape[0]), dts))
+    return states[idx]

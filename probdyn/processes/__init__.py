@@ -1,5 +1,6 @@
 """NumPyro distributions over whole trajectories, built on :mod:`probdyn.kernels`."""
 
+from probdyn.processes.cme import CMEObservations
 from probdyn.processes.ctmc import (
     CTMCPath,
     MarkovJumpProcess,
@@ -19,6 +20,7 @@ from probdyn.processes.sde import (
 )
 
 __all__ = [
+    "CMEObservations",
     "CTMCPath",
     "DiscreteHMM",
     "KalmanFilterResult",
