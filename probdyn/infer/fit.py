@@ -425,7 +425,7 @@ def fit(
     def build(posterior, sample_stats, **groups):
         return to_inference_data(
             posterior, sample_stats=sample_stats, dims=site_dims, coords=coords, attrs=attrs,
-            **groups,
+            auxiliary=[k for k, s in info.items() if s["auxiliary"]], **groups,
         )  # fmt: skip
 
     ckpt = None

@@ -212,9 +212,13 @@ def sde_path(
     distribution) and standard normals ``f"{name}_noise"`` of shape
     ``((T-1) * substeps, *noise_shape)`` (:func:`probdyn.kernels.sde.noise_shape`), maps them
     through :func:`probdyn.kernels.sde.simulate_from_noise`, records the path with
-    ``numpyro.deterministic(name, path)`` and returns it. The model's density over the
-    latent sites is then the prior of ``initial`` plus N(0, 1) terms, independent of
-    ``params``, which removes the funnel between diffusion parameters and the path.
+    ``numpyro.deterministic(name, path)`` and returns it. The noise site is marked
+    ``infer={"auxiliary": True}``, so :func:`probdyn.report.summary` leaves it out unless
+    asked for by name. In results the path's last two axes are named ``"time"``
+    (``f"{name}_step"`` with ``save_substeps``) and ``f"{name}_state"``; ``dims``/``coords``
+    given to :func:`probdyn.fit` win. The model's density over the latent sites is then the
+    prior of ``initial`` plus N(0, 1) terms, independent of ``params``, which removes the
+    funnel between diffusion parameters and the path.
     Any solver works. Inside a ``numpyro.plate`` the noise site gets the plate's batch axes
     and the path is simulated for each.
 
@@ -245,7 +249,11 @@ def sde_path(
     y_probe = jnp.zeros(D, jnp.result_type(y0, times))
     K_._check_sde_shapes(sde, y_probe, times[0], params)
     nshape = ((times.shape[0] - 1) * substeps,) + K_.noise_shape(sde, y_probe, params, solver)
-    z = numpyro.sample(f"{name}_noise", dist.Normal(0.0, 1.0).expand(nshape).to_event(2))
+    z = numpyro.sample(
+        f"{name}_noise",
+        dist.Normal(0.0, 1.0).expand(nshape).to_event(2),
+        infer={"auxiliary": True},  # left out of probdyn.summary by default
+    )
     batch = jnp.broadcast_shapes(y0.shape[:-1], z.shape[:-2])
 
     def one(y, zz):
@@ -262,8 +270,24 @@ def sde_path(
 
     path = _flat_vmap(one, (y0, z), batch, (1, 2)) if batch else one(y0, z)
     _warn_nonfinite(name, sde, path)
-    numpyro.deterministic(name, path)
+    time_dim = "time" if path.shape[-2] == times.shape[0] else f"{name}_step"
+    _deterministic(name, path, event_dims=[time_dim, f"{name}_state"])
     return path
+
+
+def _deterministic(name: str, value, *, event_dims: list[str]):
+    """``numpyro.deterministic`` that also records ``infer={"event_dims": ...}``, which
+    :func:`probdyn.report.idata.model_dims` reads to name the value's trailing axes."""
+    if not numpyro.primitives._PYRO_STACK:
+        return value
+    msg = {
+        "type": "deterministic",
+        "name": name,
+        "value": value,
+        "cond_indep_stack": [],
+        "infer": {"event_dims": list(event_dims)},
+    }
+    return numpyro.primitives.apply_stack(msg)["value"]
 
 
 def _warn_nonfinite(name, sde, path):

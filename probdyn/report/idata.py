@@ -14,6 +14,7 @@ Two public functions:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,7 +63,10 @@ def _site_info(model: Callable, args: Sequence, kwargs: Mapping) -> dict[str, di
                 "event_dims": list((site.get("infer") or {}).get("event_dims", []) or []),
                 "event_ndim": 0,
                 "time_series": False,
+                "auxiliary": bool((site.get("infer") or {}).get("auxiliary", False)),
             }
+            if site["type"] == "deterministic" and entry["event_dims"]:
+                entry["event_ndim"] = min(len(entry["event_dims"]), len(shape))
             if site["type"] == "sample":
                 fn = site["fn"]
                 entry["event_ndim"] = len(fn.event_shape)
@@ -105,7 +109,8 @@ def model_dims(
         ArviZ's default ``"<site>_dim_<i>"``.
     info : dict of str to dict
         Per site: ``type`` ("sample"/"deterministic"), ``shape``, ``is_observed``,
-        ``event_ndim``, ``batch_ndim`` (sample sites).
+        ``event_ndim``, ``batch_ndim`` (sample sites), ``auxiliary`` (the site was marked
+        ``infer={"auxiliary": True}``: kept in results, left out of summaries).
 
     Examples
     --------
@@ -156,6 +161,15 @@ def model_dims(
             if name in auto_time and auto_time[name] < len(user):
                 del auto_time[name]
         site_dims[name] = names
+    unused = sorted(set(coords) - {d for names in site_dims.values() for d in names})
+    unused = [d for d in unused if d not in ("chain", "draw")]
+    if unused:
+        warnings.warn(
+            f"coords names dims {unused} that no site of the model has, so they are not "
+            f"used; the sites' dims are {site_dims} (name axes with dims=...)",
+            UserWarning,
+            stacklevel=3,
+        )
     # The automatic "time" name must agree with coords["time"] and across sites.
     sizes = {info[s]["shape"][a] for s, a in auto_time.items()}
     if "time" in coords:
@@ -241,6 +255,7 @@ def to_inference_data(
     dims: Mapping[str, Sequence[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
+    auxiliary: Sequence[str] = (),
 ) -> az.InferenceData:
     """Build an :class:`arviz.InferenceData` from dicts of arrays, with named axes.
 
@@ -267,6 +282,10 @@ def to_inference_data(
         Coordinate values per dim; other dims get ``0, 1, ..., n - 1``.
     attrs : dict, optional
         Attributes of the InferenceData (strings or numbers, so they survive netCDF).
+    auxiliary : sequence of str
+        Variables to mark ``attrs["probdyn_role"] = "auxiliary"`` in every group (e.g.
+        the noise increments of ``sde_path``): kept, but left out of
+        :func:`probdyn.report.summary` and the default plots.
 
     Returns
     -------
@@ -304,4 +323,8 @@ def to_inference_data(
     for group, data in plain.items():
         if data:
             groups[group] = _dataset(group, data, dims, coords, ())
+    for ds in groups.values():
+        for name in auxiliary:
+            if name in ds.data_vars:
+                ds[name].attrs["probdyn_role"] = "auxiliary"
     return az.InferenceData(attrs=dict(attrs or {}), **groups)

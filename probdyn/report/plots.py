@@ -359,6 +359,8 @@ def select_plot_vars(idata, max_elements: int = 8, max_vars: int = 8) -> list[st
     post = idata.posterior
     out = []
     for name, da in post.data_vars.items():
+        if da.attrs.get("probdyn_role") == "auxiliary":
+            continue
         size = int(np.prod([n for d, n in da.sizes.items() if d not in ("chain", "draw")]))
         if size <= max_elements:
             out.append(str(name))

@@ -261,6 +261,10 @@ def _max_depth(given: int | None, idata) -> int:
     return int(parsed) if isinstance(parsed, int) and parsed >= 1 else 10
 
 
+def _is_auxiliary(da) -> bool:
+    return da.attrs.get("probdyn_role") == "auxiliary"
+
+
 def summary(
     idata,
     *,
@@ -281,7 +285,9 @@ def summary(
         ``sample_stats`` (``diverging``, ``energy`` for NUTS/HMC; ``loss`` with dim
         ``("svi_step",)`` for SVI).
     var_names : list of str, optional
-        Posterior variables to summarise; default all.
+        Posterior variables to summarise; default all but auxiliary ones (sites marked
+        ``infer={"auxiliary": True}``, e.g. the noise increments of
+        :func:`probdyn.sde_path`), which an explicit ``var_names`` still shows.
     rhat_max : float
         Largest acceptable rank-normalised split R-hat (Vehtari et al. 2021).
     ess_min_per_chain : float
@@ -345,6 +351,9 @@ def summary(
                 f"var_names must name posterior variables {list(post.data_vars)}; "
                 f"got unknown {missing}"
             )
+    else:
+        # auxiliary sites (e.g. sde_path noise increments) only when asked for by name
+        var_names = [v for v in post.data_vars if not _is_auxiliary(post[v])] or None
     num_chains, num_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
     stats = idata.sample_stats if hasattr(idata, "sample_stats") else None
     method = idata.attrs.get("method") if hasattr(idata, "attrs") else None

@@ -114,3 +114,53 @@ def test_to_inference_data_rejects_inconsistent_dims():
         to_inference_data({"a": np.zeros((1, 2, 3))}, dims={"a": ["time"]}, coords={"time": [0]})
     with pytest.raises(ValueError, match="leading axes"):
         to_inference_data({"a": np.zeros(3)})
+
+
+def _ou_paths(save_substeps=False):
+    from probdyn.kernels.sde import SDE
+    from probdyn.processes.sde import sde_path
+
+    ou = SDE(lambda t, y, p: -y, lambda t, y, p: 0.5 * jnp.ones_like(y))
+
+    def model():
+        init = dist.Normal(jnp.zeros(2), 1.0).to_event(1)
+        with numpyro.plate("series", 3):
+            sde_path("x", ou, init, jnp.linspace(0.0, 1.0, T), None, substeps=2,
+                     save_substeps=save_substeps)  # fmt: skip
+
+    return model
+
+
+def test_sde_path_dims_time_and_state_noise_auxiliary():
+    model = _ou_paths()
+    dims, info = model_dims(model)
+    assert dims["x"] == ["series", "time", "x_state"]
+    assert info["x_noise"]["auxiliary"] and not info["x"]["auxiliary"]
+    assert not info["x_init"]["auxiliary"]
+    times = np.linspace(0.0, 1.0, T)
+    dims, _ = model_dims(model, coords={"time": times, "x_state": ["a", "b"]})
+    assert dims["x"] == ["series", "time", "x_state"]
+    # user dims win; coords that do not fit are an error naming the coordinate
+    dims, _ = model_dims(model, dims={"x": ["series", "t", "component"]})
+    assert dims["x"] == ["series", "t", "component"]
+    with pytest.raises(ValueError, match=r"coords\['time'\].*'x'"):
+        model_dims(model, coords={"time": times[:-1]})
+    with pytest.warns(UserWarning, match="'tme'"):
+        model_dims(model, coords={"tme": times})
+    dims, _ = model_dims(_ou_paths(save_substeps=True))
+    assert dims["x"] == ["series", "x_step", "x_state"]  # 2T - 1 points are not "time"
+
+
+def test_auxiliary_variables_are_marked_and_left_out_of_summary():
+    from probdyn.report.plots import select_plot_vars
+    from probdyn.report.summary import summary
+
+    rng = np.random.default_rng(3)
+    idata = to_inference_data(
+        {"mu": rng.normal(size=(2, 100)), "x_noise": rng.normal(size=(2, 100, 40))},
+        auxiliary=["x_noise"],
+    )
+    assert idata.posterior["x_noise"].attrs["probdyn_role"] == "auxiliary"
+    assert list(summary(idata).table.index) == ["mu"]
+    assert len(summary(idata, var_names=["x_noise"]).table) == 40  # when asked for by name
+    assert select_plot_vars(idata) == ["mu"]
