@@ -12,8 +12,10 @@ from numpyro import handlers
 from numpyro.infer import MCMC, NUTS
 from numpyro.infer.util import log_density
 
+import probdyn
 from probdyn.kernels import sde as S
 from probdyn.processes.sde import LinearSDE, SDEPath, sde_path
+from probdyn.report import summary
 
 NONLIN = S.SDE(
     lambda t, y, p: p["a"] * jnp.sin(y) - y,
@@ -191,12 +193,17 @@ def test_sde_path_nuts_ou_smoke():
         x = sde_path("x", OU, init, times, {"theta": theta, "sigma": sigma})
         numpyro.sample("y", dist.Normal(x[:, 0], 0.1), obs=y)
 
-    mcmc = MCMC(NUTS(model), num_warmup=60, num_samples=60, progress_bar=False)
-    mcmc.run(jax.random.PRNGKey(2), y)
-    s = mcmc.get_samples()
-    assert s["x"].shape == (60, 21, 1)
-    assert np.all(np.isfinite(s["theta"])) and np.all(np.isfinite(s["x"]))
-    assert np.mean(mcmc.get_extra_fields()["diverging"]) < 0.2
+    idata = probdyn.fit(model, y, num_warmup=60, num_samples=60, num_chains=1, seed=2,
+                        coords={"time": np.asarray(times)})  # fmt: skip
+    x = idata.posterior["x"]
+    assert x.dims == ("chain", "draw", "time", "x_state") and x.shape == (1, 60, 21, 1)
+    np.testing.assert_allclose(x["time"].values, times)  # coords["time"] is used
+    assert np.all(np.isfinite(idata.posterior["theta"])) and np.all(np.isfinite(x))
+    assert float(idata.sample_stats["diverging"].mean()) < 0.2
+    # the 20 noise increments are kept but left out of the summary unless asked for
+    rows = list(summary(idata).table.index)
+    assert not any(r.startswith("x_noise") for r in rows) and "theta" in rows
+    assert len(summary(idata, var_names=["x_noise"]).table) == 20
 
 
 # --------------------------------------------------------------------------- LinearSDE
