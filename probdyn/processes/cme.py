@@ -149,6 +149,7 @@ class CMEObservations(Distribution):
         "box_tol",
         "max_terms",
         "_scalar",
+        "_support",
     )
 
     def __init__(

@@ -160,14 +160,14 @@ def test_sample_marginal_matches_the_cme():
     d = CMEObservations(
         TELEGRAPH, RATES, TIMES[:2], max_counts=BOX, initial_state=[1, 0, 0], t0=0.0
     )
-    x = np.asarray(d.sample(jax.random.PRNGKey(0), (1000,)))
-    assert x.shape == (1000, 2, 3) and np.all(x[..., 0] + x[..., 1] == 1)
+    x = np.asarray(d.sample(jax.random.PRNGKey(0), (500,)))
+    assert x.shape == (500, 2, 3) and np.all(x[..., 0] + x[..., 1] == 1)
     states, Q = _dense(TELEGRAPH, RATES, BOX)
     p0 = np.array([float(np.all(s == [1, 0, 0])) for s in states])
     p = p0 @ linalg.expm(Q * TIMES[1])
     counts = np.array([np.sum(np.all(x[:, 1] == s, axis=-1)) for s in states])
-    keep = p * 1000 >= 5
-    expected = np.append(p[keep], p[~keep].sum()) * 1000
+    keep = p * 500 >= 5
+    expected = np.append(p[keep], p[~keep].sum()) * 500
     observed = np.append(counts[keep], counts[~keep].sum())
     chi2 = np.sum((observed - expected) ** 2 / expected)
     assert stats.chi2.sf(chi2, len(expected) - 1) > 1e-3
