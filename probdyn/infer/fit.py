@@ -231,9 +231,12 @@ def fit(
         Sites without user dims get plate names for batch axes, their
         ``infer={"event_dims": [...]}`` names, ``"time"`` for the leading event axis of a
         trajectory distribution (when its length matches ``coords["time"]``, if given),
-        and ArviZ's ``"<site>_dim_<i>"`` otherwise.
+        and ArviZ's ``"<site>_dim_<i>"`` otherwise. Sites marked
+        ``infer={"auxiliary": True}`` (e.g. ``sde_path`` noise) get
+        ``attrs["probdyn_role"] = "auxiliary"`` and are left out of ``summary``.
     coords : dict of str to 1-D array, optional
-        Coordinate values per dim, e.g. ``{"time": times}``.
+        Coordinate values per dim, e.g. ``{"time": times}``; one whose length does not fit
+        an axis given that dim is a ``ValueError``, one no axis uses a warning.
     constant_data : dict of str to array, optional
         Stored as the ``constant_data`` group.
     checkpoint : str or path, optional
