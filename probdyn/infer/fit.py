@@ -236,7 +236,8 @@ def fit(
         ``attrs["probdyn_role"] = "auxiliary"`` and are left out of ``summary``.
     coords : dict of str to 1-D array, optional
         Coordinate values per dim, e.g. ``{"time": times}``; one whose length does not fit
-        an axis given that dim is a ``ValueError``, one no axis uses a warning.
+        an axis named that dim is a ``ValueError`` (an automatic ``"time"`` of a trajectory
+        distribution falls back to the default name instead), one no axis uses a warning.
     constant_data : dict of str to array, optional
         Stored as the ``constant_data`` group.
     checkpoint : str or path, optional
