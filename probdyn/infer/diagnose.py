@@ -1,4 +1,8 @@
-"""Which sample sites make a model's log-density non-finite (for :func:`probdyn.fit` errors)."""
+"""Which sample sites make a model's log-density non-finite (for :func:`probdyn.fit` errors).
+
+Also :func:`observed_values`, the observed data of a model, refusing NaN data that would
+make the log-density NaN.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 import jax
 import numpy as np
 from numpyro import handlers
+from numpyro.infer.initialization import init_to_sample
 
-__all__ = ["nonfinite_sites"]
+__all__ = ["nonfinite_sites", "observed_values"]
 
 
 def nonfinite_sites(
@@ -82,3 +87,48 @@ def nonfinite_sites(
         if not bad:
             return {}
     return bad or {}
+
+
+def observed_values(
+    model: Callable, args: tuple, kwargs: Mapping[str, Any], names: list[str]
+) -> dict:
+    """Observed values of the sites ``names``, from one concrete trace; NaN data refused.
+
+    Latent sites take ``init_to_sample`` values (a uniform draw on the unconstrained space
+    where the prior cannot be sampled, e.g. ``ImproperUniform``), so every model NumPyro's
+    samplers accept can be traced.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+
+    Raises
+    ------
+    ValueError
+        An observed site holds NaN and its log-density is then not finite (the message
+        says to use the distribution's ``mask``).
+    """
+    if not names:
+        return {}
+    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
+    trace = handlers.trace(seeded).get_trace(*args, **kwargs)
+    values = {k: np.asarray(trace[k]["value"]) for k in names}
+    for name, value in values.items():
+        if value.dtype.kind not in "fc" or not np.isnan(value).any():
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                logp = np.asarray(trace[name]["fn"].log_prob(trace[name]["value"]))
+            finite = bool(np.all(np.isfinite(logp)))
+        except ValueError:
+            finite = False
+        if not finite:
+            raise ValueError(
+                f"observed site {name!r} has {int(np.isnan(value).sum())} NaN value(s) of "
+                f"{value.size} and its log-density is then not finite; mark missing "
+                "observations with a mask instead (DiscreteHMM(..., mask=...), "
+                "ObservedCTMC(..., mask=...) with any placeholder at the masked steps, or "
+                "numpyro.handlers.mask for other distributions)"
+            )
+    return values

@@ -12,7 +12,6 @@ import inspect
 import json
 import os
 import re
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,12 +23,12 @@ import numpyro
 import xarray as xr
 from numpyro import handlers
 from numpyro.infer import HMC, NUTS, Predictive, log_likelihood
-from numpyro.infer.initialization import init_to_sample
 
 import probdyn
 from probdyn.infer._checks import check_bool, check_hmc_options, check_int, check_path
 from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint
-from probdyn.infer.diagnose import nonfinite_sites
+from probdyn.infer.diagnose import nonfinite_sites, observed_values
+from probdyn.infer.prior import prior_groups
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
 from probdyn.report.idata import model_dims, to_inference_data
@@ -171,39 +170,6 @@ def _full_data(model: Callable) -> Callable:
     return full_data_model(model)
 
 
-def _observed_values(model, args, kwargs, names: list[str]) -> dict:
-    """Observed values of ``names``, from one concrete trace; NaN data refused eagerly.
-
-    Latent sites take ``init_to_sample`` values (a uniform draw on the unconstrained space
-    where the prior cannot be sampled, e.g. ``ImproperUniform``), so every model NumPyro's
-    samplers accept can be traced.
-    """
-    if not names:
-        return {}
-    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
-    trace = handlers.trace(seeded).get_trace(*args, **kwargs)
-    values = {k: np.asarray(trace[k]["value"]) for k in names}
-    for name, value in values.items():
-        if value.dtype.kind not in "fc" or not np.isnan(value).any():
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                logp = np.asarray(trace[name]["fn"].log_prob(trace[name]["value"]))
-            finite = bool(np.all(np.isfinite(logp)))
-        except ValueError:
-            finite = False
-        if not finite:
-            raise ValueError(
-                f"observed site {name!r} has {int(np.isnan(value).sum())} NaN value(s) of "
-                f"{value.size} and its log-density is then not finite; mark missing "
-                "observations with a mask instead (DiscreteHMM(..., mask=...), "
-                "ObservedCTMC(..., mask=...) with any placeholder at the masked steps, or "
-                "numpyro.handlers.mask for other distributions)"
-            )
-    return values
-
-
 def fit(
     model: Callable,
     *args: Any,
@@ -215,6 +181,7 @@ def fit(
     seed: int = 0,
     thinning: int = 1,
     predictive: bool = False,
+    prior: bool | int = False,
     dims: Mapping[str, list[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
     constant_data: Mapping[str, Any] | None = None,
@@ -254,6 +221,10 @@ def fit(
         Keep every ``thinning``-th iteration (MCMC; must be 1 for SVI).
     predictive : bool
         Add a ``posterior_predictive`` group (observed sites only).
+    prior : bool or int
+        Add ``prior`` and ``prior_predictive`` groups: ``True`` for ``num_samples`` prior
+        draws, an int for that many (one chain, as ``arviz.from_numpyro(prior=...)``;
+        see :func:`probdyn.infer.prior.sample_prior`). Needs priors that can be sampled.
     dims : dict of str to list of str, optional
         Names of each site's axes after (chain, draw), e.g. ``{"x": ["time", "state"]}``.
         Sites without user dims get plate names for batch axes, their
@@ -321,6 +292,9 @@ def fit(
           ``arviz.loo`` on it would be meaningless.
         - ``observed_data``, ``constant_data`` (when given), ``posterior_predictive``
           (when ``predictive=True``; not available for PMMH, which raises).
+        - ``prior`` and ``prior_predictive`` (when ``prior`` is given): dims ``(chain,
+          draw, ...)`` of sizes ``(1, num_prior_draws)``, drawn with a key of their own
+          (``fold_in(PRNGKey(seed), 1)``), so they leave the posterior unchanged.
         - ``svi_params`` (SVI): the final variational parameters, constrained.
         - ``attrs``: ``method``, ``seed``, sizes, ``options`` (JSON of strings),
           ``chain_method``, ``probdyn_version``, library versions.
@@ -406,6 +380,10 @@ def fit(
     # PRNGKey keeps 32 bits of the seed without x64: larger seeds would collide
     seed = check_int("seed", seed, 0, 2**32 - 1)
     predictive = check_bool("predictive", predictive)
+    if isinstance(prior, (bool, np.bool_)):
+        num_prior = num_samples if prior else 0
+    else:
+        num_prior = check_int("prior", prior, 1)
     progress_bar = check_bool("progress_bar", progress_bar)
     if checkpoint is not None:
         check_path("checkpoint", checkpoint)
@@ -476,6 +454,7 @@ def fit(
             thinning=thinning,
             checkpoint_every=checkpoint_every,
             predictive=bool(predictive),
+            **({"prior": num_prior} if num_prior else {}),
             dims=dims,
             coords=coords,
             constant_data=constant_data,
@@ -486,7 +465,13 @@ def fit(
         if finished is not None:
             return finished
 
-    observed_values = _observed_values(data_model, args, kwargs, observed)
+    observed_data = observed_values(data_model, args, kwargs, observed)
+    prior_draws = {}
+    if num_prior:  # before the run: a prior that cannot be sampled fails at once
+        key_prior = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+        prior_draws = prior_groups(
+            data_model, args, kwargs, info=info, num_samples=num_prior, rng_key=key_prior
+        )
     key_run, key_draws, key_pp = jax.random.split(jax.random.PRNGKey(seed), 3)
     extra_groups = {}
     if method == "svi":
@@ -554,7 +539,7 @@ def fit(
         ll = log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
         groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}
     if observed:
-        groups["observed_data"] = observed_values
+        groups["observed_data"] = observed_data
     if predictive and observed:
         pp = Predictive(
             handlers.uncondition(data_model),
@@ -565,6 +550,7 @@ def fit(
         groups["posterior_predictive"] = {k: np.asarray(pp[k]) for k in observed}
     if constant_data:
         groups["constant_data"] = constant_data
+    groups.update(prior_draws)
     idata = build(posterior, sample_stats, **groups)
     if ckpt is not None:
         ckpt.save_complete(idata, num_draws)
