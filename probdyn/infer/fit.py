@@ -31,6 +31,7 @@ from probdyn.infer.diagnose import nonfinite_sites, observed_values
 from probdyn.infer.prior import prior_groups
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
+from probdyn.report.hidden import add_hidden_states
 from probdyn.report.idata import model_dims, to_inference_data
 
 __all__ = ["METHODS", "fit"]
@@ -182,6 +183,7 @@ def fit(
     thinning: int = 1,
     predictive: bool = False,
     prior: bool | int = False,
+    hidden_states: bool = False,
     dims: Mapping[str, list[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
     constant_data: Mapping[str, Any] | None = None,
@@ -225,6 +227,12 @@ def fit(
         Add ``prior`` and ``prior_predictive`` groups: ``True`` for ``num_samples`` prior
         draws, an int for that many (one chain, as ``arviz.from_numpyro(prior=...)``;
         see :func:`probdyn.infer.prior.sample_prior`). Needs priors that can be sampled.
+    hidden_states : bool
+        Add a ``hidden_states`` group: for each observed ``DiscreteHMM``/``ObservedCTMC``
+        site ``s``, the smoothed marginals ``<s>_probs`` (chain, draw, time, state) and the
+        Viterbi paths ``<s>_viterbi`` (chain, draw, time) at every posterior draw (see
+        :func:`probdyn.report.add_hidden_states`; memory ``num_chains * num_draws * T * K``
+        floats per site).
     dims : dict of str to list of str, optional
         Names of each site's axes after (chain, draw), e.g. ``{"x": ["time", "state"]}``.
         Sites without user dims get plate names for batch axes, their
@@ -380,6 +388,7 @@ def fit(
     # PRNGKey keeps 32 bits of the seed without x64: larger seeds would collide
     seed = check_int("seed", seed, 0, 2**32 - 1)
     predictive = check_bool("predictive", predictive)
+    hidden_states = check_bool("hidden_states", hidden_states)
     if isinstance(prior, (bool, np.bool_)):
         num_prior = num_samples if prior else 0
     else:
@@ -455,6 +464,7 @@ def fit(
             checkpoint_every=checkpoint_every,
             predictive=bool(predictive),
             **({"prior": num_prior} if num_prior else {}),
+            **({"hidden_states": True} if hidden_states else {}),
             dims=dims,
             coords=coords,
             constant_data=constant_data,
@@ -552,6 +562,8 @@ def fit(
         groups["constant_data"] = constant_data
     groups.update(prior_draws)
     idata = build(posterior, sample_stats, **groups)
+    if hidden_states:
+        add_hidden_states(idata, data_model, *args, model_kwargs=kwargs)
     if ckpt is not None:
         ckpt.save_complete(idata, num_draws)
     return idata
