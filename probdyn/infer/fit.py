@@ -274,7 +274,20 @@ def fit(
           constant rate the last iterate jitters by about the rate, which on a
           posterior of sd 0.022 put it 0.1-0.5 sd off the optimum).
         - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
-          (``step_size``, ``schedule``, ...) and ``chain_method``.
+          (``step_size``, ``schedule``, ...) and ``chain_method``. Choosing
+          ``step_size`` (there is no adaptation and no Metropolis correction, so it sets
+          both mixing and bias): (1) estimate the posterior scale sigma of the
+          parameters in the unconstrained space, e.g. from a short ``method="svi"``
+          fit, or as ~1/sqrt(N) for N informative observations; (2) start SGLD at
+          ``step_size`` ~ sigma**2 / 100 (each step then moves ~0.14 sigma and a chain
+          decorrelates in ~100 steps: for a unit-scale model that is ~1/(100 N)); SGHMC
+          and SGNHT take about the square root of that; (3) run 2-4 chains from
+          different starts and read :func:`probdyn.report.summary`: R-hat above 1.1 on
+          SG-MCMC draws comes with a step-size diagnosis. Chains whose traces still
+          drift away from their starts mean a step too small (raise it ~10x); chains
+          wider than an SVI/NUTS check on a data subset, jumping, or NaN mean a step too
+          large (lower it). With ``num_samples`` draws, aim for
+          ``num_samples * step_size`` of at least ~20 sigma**2.
         - ``"pmmh"``: keyword arguments of :class:`probdyn.infer.pmmh.PMMH`
           (``step_size``, ``target_accept_prob``, ``adapt``, ``init_strategy``) and
           ``chain_method``. The number of particles is an argument of the model's
