@@ -77,7 +77,11 @@ def nonfinite_sites(
             nonfinite = int(np.sum(~np.isfinite(arr))) if arr.dtype.kind in "fc" else 0
             kind = "observed" if site["is_observed"] else "latent"
             if site["is_observed"] and nonfinite:
-                found[name] = f"observed site with {nonfinite} non-finite value(s) (NaN/inf)"
+                found[name] = (
+                    f"observed site with {nonfinite} non-finite value(s) (NaN/inf); mark "
+                    "missing observations with a mask (the distribution's mask=..., e.g. "
+                    "DiscreteHMM/ObservedCTMC, or numpyro.handlers.mask)"
+                )
             else:
                 found[name] = (
                     f"{kind} site whose log-density is {logp} (values outside the support, "

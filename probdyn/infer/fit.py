@@ -316,6 +316,8 @@ def fit(
         - ``prior`` and ``prior_predictive`` (when ``prior`` is given): dims ``(chain,
           draw, ...)`` of sizes ``(1, num_prior_draws)``, drawn with a key of their own
           (``fold_in(PRNGKey(seed), 1)``), so they leave the posterior unchanged.
+        - ``hidden_states`` (when ``hidden_states=True``): ``<site>_probs`` and
+          ``<site>_viterbi`` per ``DiscreteHMM``/``ObservedCTMC`` site.
         - ``svi_params`` (SVI): the final variational parameters, constrained.
         - ``attrs``: ``method``, ``seed``, sizes, ``options`` (JSON of strings),
           ``chain_method``, ``probdyn_version``, library versions.

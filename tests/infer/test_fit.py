@@ -73,6 +73,7 @@ def svi_idata():
         seed=2,
         dims=DIMS,
         coords=COORDS,
+        prior=300,
         progress_bar=False,
     )
 
@@ -379,7 +380,8 @@ def test_init_failure_names_the_site():
         mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
         numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
-    with pytest.raises(ValueError, match=r"'y': observed site with 1 non-finite value"):
+    # NaN data is now refused before the run, naming the site and the fix (a mask)
+    with pytest.raises(ValueError, match=r"observed site 'y' has 1 NaN value.*mask"):
         fit(model, jnp.asarray([0.1, jnp.nan]), num_chains=1, num_warmup=2, num_samples=2,
             progress_bar=False)  # fmt: skip
     from probdyn.infer import nonfinite_sites
@@ -390,6 +392,8 @@ def test_init_failure_names_the_site():
 
     bad = nonfinite_sites(count_model, (jnp.asarray([1.0, -3.0]),))
     assert list(bad) == ["y"] and "outside the support" in bad["y"]
+    bad = nonfinite_sites(count_model, (jnp.asarray([1.0, jnp.nan]),))
+    assert "1 non-finite value" in bad["y"] and "mask" in bad["y"]
     assert nonfinite_sites(count_model, (jnp.asarray([1.0, 3.0]),)) == {}
 
 
@@ -463,3 +467,21 @@ def test_nan_observations_without_mask_raise_before_compiling(monkeypatch):
     times, y = jnp.array([0.0, 0.5, 1.2, 2.0]), jnp.array([0.1, jnp.nan, 0.9, 1.0])
     with pytest.raises(ValueError, match=r"'y' has 1 NaN.*mask"):
         fit(model, times, y, num_chains=1, num_warmup=10, num_samples=10, progress_bar=False)
+
+
+def test_fit_adds_prior_groups_with_their_own_key(svi_idata):
+    import jax
+
+    from probdyn import sample_prior
+
+    assert svi_idata.prior["w"].dims == ("chain", "draw", "coef")
+    assert svi_idata.prior["w"].shape == (1, 300, 2)
+    assert svi_idata.prior["mean"].shape == (1, 300, 8)
+    assert svi_idata.prior_predictive["y"].dims == ("chain", "draw", "obs_id")
+    key = jax.random.fold_in(jax.random.PRNGKey(2), 1)  # documented: seed=2
+    same = sample_prior(regression, jnp.asarray(X), model_kwargs={"y": jnp.asarray(Y)},
+                        num_samples=300, rng_key=key)  # fmt: skip
+    np.testing.assert_array_equal(svi_idata.prior["w"].values, same.prior["w"].values)
+    # prior sd of w is PRIOR_SCALE: 600 draws, a 5-sigma band on the sample sd
+    sd = svi_idata.prior["w"].values.std()
+    assert abs(sd - PRIOR_SCALE) < 5 * PRIOR_SCALE / np.sqrt(2 * 600)

@@ -56,18 +56,6 @@ def test_prior_groups_dims_and_observed_data(prior_idata):
     assert prior_idata.attrs["method"] == "prior"
 
 
-def test_fit_adds_prior_groups_with_their_own_key():
-    idata = fit(model, Y, method="svi", num_steps=20, num_chains=1, num_samples=5,
-                prior=300, seed=4, progress_bar=False)  # fmt: skip
-    assert idata.prior["mu"].shape == (1, 300)
-    assert idata.prior_predictive["y"].shape == (1, 300, 3)
-    same = sample_prior(
-        model, Y, num_samples=300, rng_key=jax.random.fold_in(jax.random.PRNGKey(4), 1)
-    )
-    np.testing.assert_array_equal(idata.prior["mu"].values, same.prior["mu"].values)
-    assert idata.posterior["mu"].shape == (1, 5)
-
-
 def test_bad_prior_requests_raise():
     from numpyro.distributions import constraints
 
