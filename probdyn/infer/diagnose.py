@@ -124,6 +124,8 @@ def observed_values(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 logp = np.asarray(trace[name]["fn"].log_prob(trace[name]["value"]))
+            # not excused by numpyro.handlers.mask: a NaN under jnp.where still gives NaN
+            # gradients, so the data need a finite placeholder there
             finite = bool(np.all(np.isfinite(logp)))
         except ValueError:
             finite = False
@@ -131,8 +133,9 @@ def observed_values(
             raise ValueError(
                 f"observed site {name!r} has {int(np.isnan(value).sum())} NaN value(s) of "
                 f"{value.size} and its log-density is then not finite; mark missing "
-                "observations with a mask instead (DiscreteHMM(..., mask=...), "
-                "ObservedCTMC(..., mask=...) with any placeholder at the masked steps, or "
-                "numpyro.handlers.mask for other distributions)"
+                "observations with a mask instead: DiscreteHMM(..., mask=...) and "
+                "ObservedCTMC(..., mask=...) accept NaN placeholders at the masked steps; "
+                "for other distributions use numpyro.handlers.mask with a finite "
+                "placeholder (e.g. 0) in the data (NaN gives NaN gradients even if masked)"
             )
     return values
