@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
-from probdyn.infer import fit  # noqa: E402
+from probdyn.infer import fit, sample_prior  # noqa: E402
 from probdyn.processes import (  # noqa: E402
     CMEObservations,
     DiscreteHMM,
@@ -31,5 +31,6 @@ __all__ = [
     "SDEPath",
     "__version__",
     "fit",
+    "sample_prior",
     "sde_path",
 ]

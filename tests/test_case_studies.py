@@ -18,6 +18,7 @@ def _check_hmm_regimes(m):
     assert m["divergences"] == 0
     assert m["rhat_max"] < 1.05
     assert m["viterbi_accuracy"] > 0.9
+    assert m["viterbi_accuracy_per_draw"] > 0.9  # from fit(..., hidden_states=True)
     # 12 parameters, 90% intervals: 8 or more covered has probability > 0.99 when calibrated
     assert m["coverage_90"] >= 8 / 12
     assert 0.75 <= m["coverage_90_predictive"] <= 1.0

@@ -24,6 +24,7 @@ from probdyn.infer.particle import (
     resample,
 )
 from probdyn.infer.pmmh import PMMH, PMMHState
+from probdyn.infer.prior import sample_prior
 from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_model
 from probdyn.infer.surrogate import (
     SURROGATE_METHODS,
@@ -61,6 +62,7 @@ __all__ = [
     "pf_likelihood",
     "reaction_transition",
     "resample",
+    "sample_prior",
     "train_emulator",
 ]
 

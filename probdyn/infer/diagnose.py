@@ -1,4 +1,8 @@
-"""Which sample sites make a model's log-density non-finite (for :func:`probdyn.fit` errors)."""
+"""Which sample sites make a model's log-density non-finite (for :func:`probdyn.fit` errors).
+
+Also :func:`observed_values`, the observed data of a model, refusing NaN data that would
+make the log-density NaN.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Any
 import jax
 import numpy as np
 from numpyro import handlers
+from numpyro.infer.initialization import init_to_sample
 
-__all__ = ["nonfinite_sites"]
+__all__ = ["nonfinite_sites", "observed_values"]
 
 
 def nonfinite_sites(
@@ -72,7 +77,11 @@ def nonfinite_sites(
             nonfinite = int(np.sum(~np.isfinite(arr))) if arr.dtype.kind in "fc" else 0
             kind = "observed" if site["is_observed"] else "latent"
             if site["is_observed"] and nonfinite:
-                found[name] = f"observed site with {nonfinite} non-finite value(s) (NaN/inf)"
+                found[name] = (
+                    f"observed site with {nonfinite} non-finite value(s) (NaN/inf); mark "
+                    "missing observations with a mask (the distribution's mask=..., e.g. "
+                    "DiscreteHMM/ObservedCTMC, or numpyro.handlers.mask)"
+                )
             else:
                 found[name] = (
                     f"{kind} site whose log-density is {logp} (values outside the support, "
@@ -82,3 +91,51 @@ def nonfinite_sites(
         if not bad:
             return {}
     return bad or {}
+
+
+def observed_values(
+    model: Callable, args: tuple, kwargs: Mapping[str, Any], names: list[str]
+) -> dict:
+    """Observed values of the sites ``names``, from one concrete trace; NaN data refused.
+
+    Latent sites take ``init_to_sample`` values (a uniform draw on the unconstrained space
+    where the prior cannot be sampled, e.g. ``ImproperUniform``), so every model NumPyro's
+    samplers accept can be traced.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+
+    Raises
+    ------
+    ValueError
+        An observed site holds NaN and its log-density is then not finite (the message
+        says to use the distribution's ``mask``).
+    """
+    if not names:
+        return {}
+    seeded = handlers.substitute(handlers.seed(model, 0), substitute_fn=init_to_sample)
+    trace = handlers.trace(seeded).get_trace(*args, **kwargs)
+    values = {k: np.asarray(trace[k]["value"]) for k in names}
+    for name, value in values.items():
+        if value.dtype.kind not in "fc" or not np.isnan(value).any():
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                logp = np.asarray(trace[name]["fn"].log_prob(trace[name]["value"]))
+            # not excused by numpyro.handlers.mask: a NaN under jnp.where still gives NaN
+            # gradients, so the data need a finite placeholder there
+            finite = bool(np.all(np.isfinite(logp)))
+        except ValueError:
+            finite = False
+        if not finite:
+            raise ValueError(
+                f"observed site {name!r} has {int(np.isnan(value).sum())} NaN value(s) of "
+                f"{value.size} and its log-density is then not finite; mark missing "
+                "observations with a mask instead: DiscreteHMM(..., mask=...) and "
+                "ObservedCTMC(..., mask=...) accept NaN placeholders at the masked steps; "
+                "for other distributions use numpyro.handlers.mask with a finite "
+                "placeholder (e.g. 0) in the data (NaN gives NaN gradients even if masked)"
+            )
+    return values

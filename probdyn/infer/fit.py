@@ -27,9 +27,11 @@ from numpyro.infer import HMC, NUTS, Predictive, log_likelihood
 import probdyn
 from probdyn.infer._checks import check_bool, check_hmc_options, check_int, check_path
 from probdyn.infer.checkpoint import Checkpoint, _short, fingerprint
-from probdyn.infer.diagnose import nonfinite_sites
+from probdyn.infer.diagnose import nonfinite_sites, observed_values
+from probdyn.infer.prior import prior_groups
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
+from probdyn.report.hidden import add_hidden_states
 from probdyn.report.idata import model_dims, to_inference_data
 
 __all__ = ["METHODS", "fit"]
@@ -169,13 +171,6 @@ def _full_data(model: Callable) -> Callable:
     return full_data_model(model)
 
 
-def _observed_values(model, args, kwargs, names: list[str]) -> dict:
-    if not names:
-        return {}
-    trace = handlers.trace(handlers.seed(model, 0)).get_trace(*args, **kwargs)
-    return {k: np.asarray(trace[k]["value"]) for k in names}
-
-
 def fit(
     model: Callable,
     *args: Any,
@@ -187,6 +182,8 @@ def fit(
     seed: int = 0,
     thinning: int = 1,
     predictive: bool = False,
+    prior: bool | int = False,
+    hidden_states: bool = False,
     dims: Mapping[str, list[str]] | None = None,
     coords: Mapping[str, Any] | None = None,
     constant_data: Mapping[str, Any] | None = None,
@@ -226,6 +223,16 @@ def fit(
         Keep every ``thinning``-th iteration (MCMC; must be 1 for SVI).
     predictive : bool
         Add a ``posterior_predictive`` group (observed sites only).
+    prior : bool or int
+        Add ``prior`` and ``prior_predictive`` groups: ``True`` for ``num_samples`` prior
+        draws, an int for that many (one chain, as ``arviz.from_numpyro(prior=...)``;
+        see :func:`probdyn.infer.prior.sample_prior`). Needs priors that can be sampled.
+    hidden_states : bool
+        Add a ``hidden_states`` group: for each observed ``DiscreteHMM``/``ObservedCTMC``
+        site ``s``, the smoothed marginals ``<s>_probs`` (chain, draw, time, state) and the
+        Viterbi paths ``<s>_viterbi`` (chain, draw, time) at every posterior draw (see
+        :func:`probdyn.report.add_hidden_states`; memory ``num_chains * num_draws * T * K``
+        floats per site).
     dims : dict of str to list of str, optional
         Names of each site's axes after (chain, draw), e.g. ``{"x": ["time", "state"]}``.
         Sites without user dims get plate names for batch axes, their
@@ -264,9 +271,27 @@ def fit(
           "sgd", or an optax optimiser; default "adam"), ``learning_rate`` (float or optax
           schedule; default 1e-2), ``num_steps`` (5000), ``num_particles`` (1), ``loss``
           (a NumPyro ELBO; default :class:`~probdyn.infer.svi.OrderedTraceELBO`),
-          ``stable_update`` (False).
+          ``stable_update`` (False), ``average_last`` (fraction of the final steps whose
+          iterates are averaged into the returned parameters,
+          :func:`~probdyn.infer.svi.tail_average`; default 0.5 with the default
+          learning rate, 0 when a ``learning_rate`` or an optimiser object is given: at a
+          constant rate the last iterate jitters by about the rate, which on a
+          posterior of sd 0.022 put it 0.1-0.5 sd off the optimum).
         - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
-          (``step_size``, ``schedule``, ...) and ``chain_method``.
+          (``step_size``, ``schedule``, ...) and ``chain_method``. Choosing
+          ``step_size`` (there is no adaptation and no Metropolis correction, so it sets
+          both mixing and bias): (1) estimate the posterior scale sigma of the
+          parameters in the unconstrained space, e.g. from a short ``method="svi"``
+          fit, or as ~1/sqrt(N) for N informative observations; (2) start SGLD at
+          ``step_size`` ~ sigma**2 / 100 (each step then moves ~0.14 sigma and a chain
+          decorrelates in ~100 steps: for a unit-scale model that is ~1/(100 N)); SGHMC
+          and SGNHT take about the square root of that; (3) run 2-4 chains from
+          different starts and read :func:`probdyn.report.summary`: R-hat above 1.1 on
+          SG-MCMC draws comes with a step-size diagnosis. Chains whose traces still
+          drift away from their starts mean a step too small (raise it ~10x); chains
+          wider than an SVI/NUTS check on a data subset, jumping, or NaN mean a step too
+          large (lower it). With ``num_samples`` draws, aim for
+          ``num_samples * step_size`` of at least ~20 sigma**2.
         - ``"pmmh"``: keyword arguments of :class:`probdyn.infer.pmmh.PMMH`
           (``step_size``, ``target_accept_prob``, ``adapt``, ``init_strategy``) and
           ``chain_method``. The number of particles is an argument of the model's
@@ -292,6 +317,11 @@ def fit(
           ``arviz.loo`` on it would be meaningless.
         - ``observed_data``, ``constant_data`` (when given), ``posterior_predictive``
           (when ``predictive=True``; not available for PMMH, which raises).
+        - ``prior`` and ``prior_predictive`` (when ``prior`` is given): dims ``(chain,
+          draw, ...)`` of sizes ``(1, num_prior_draws)``, drawn with a key of their own
+          (``fold_in(PRNGKey(seed), 1)``), so they leave the posterior unchanged.
+        - ``hidden_states`` (when ``hidden_states=True``): ``<site>_probs`` and
+          ``<site>_viterbi`` per ``DiscreteHMM``/``ObservedCTMC`` site.
         - ``svi_params`` (SVI): the final variational parameters, constrained.
         - ``attrs``: ``method``, ``seed``, sizes, ``options`` (JSON of strings),
           ``chain_method``, ``probdyn_version``, library versions.
@@ -377,6 +407,11 @@ def fit(
     # PRNGKey keeps 32 bits of the seed without x64: larger seeds would collide
     seed = check_int("seed", seed, 0, 2**32 - 1)
     predictive = check_bool("predictive", predictive)
+    hidden_states = check_bool("hidden_states", hidden_states)
+    if isinstance(prior, (bool, np.bool_)):
+        num_prior = num_samples if prior else 0
+    else:
+        num_prior = check_int("prior", prior, 1)
     progress_bar = check_bool("progress_bar", progress_bar)
     if checkpoint is not None:
         check_path("checkpoint", checkpoint)
@@ -447,6 +482,8 @@ def fit(
             thinning=thinning,
             checkpoint_every=checkpoint_every,
             predictive=bool(predictive),
+            **({"prior": num_prior} if num_prior else {}),
+            **({"hidden_states": True} if hidden_states else {}),
             dims=dims,
             coords=coords,
             constant_data=constant_data,
@@ -457,6 +494,13 @@ def fit(
         if finished is not None:
             return finished
 
+    observed_data = observed_values(data_model, args, kwargs, observed)
+    prior_draws = {}
+    if num_prior:  # before the run: a prior that cannot be sampled fails at once
+        key_prior = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+        prior_draws = prior_groups(
+            data_model, args, kwargs, info=info, num_samples=num_prior, rng_key=key_prior
+        )
     key_run, key_draws, key_pp = jax.random.split(jax.random.PRNGKey(seed), 3)
     extra_groups = {}
     if method == "svi":
@@ -524,7 +568,7 @@ def fit(
         ll = log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
         groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}
     if observed:
-        groups["observed_data"] = _observed_values(data_model, args, kwargs, observed)
+        groups["observed_data"] = observed_data
     if predictive and observed:
         pp = Predictive(
             handlers.uncondition(data_model),
@@ -535,7 +579,10 @@ def fit(
         groups["posterior_predictive"] = {k: np.asarray(pp[k]) for k in observed}
     if constant_data:
         groups["constant_data"] = constant_data
+    groups.update(prior_draws)
     idata = build(posterior, sample_stats, **groups)
+    if hidden_states:
+        add_hidden_states(idata, data_model, *args, model_kwargs=kwargs)
     if ckpt is not None:
         ckpt.save_complete(idata, num_draws)
     return idata

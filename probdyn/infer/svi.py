@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,9 +25,11 @@ __all__ = [
     "OPTIMIZERS",
     "OrderedTraceELBO",
     "SVI_OPTIONS",
+    "TailAverageState",
     "draw_from_guide",
     "make_guide",
     "run_svi",
+    "tail_average",
     "validate_svi_options",
 ]
 
@@ -55,6 +57,7 @@ SVI_OPTIONS: dict[str, Any] = {
     "guide_kwargs": None,
     "optimizer": "adam",
     "learning_rate": None,  # 1e-2 for a named optimiser
+    "average_last": None,  # 0.5 with the default learning rate, else 0.0
     "num_steps": 5000,
     "num_particles": 1,
     "loss": None,
@@ -105,6 +108,89 @@ class OrderedTraceELBO(Trace_ELBO):
         return {"loss": total, "mutable_state": out["mutable_state"]}
 
 
+class TailAverageState(NamedTuple):
+    """State of :func:`tail_average`: steps taken and the running mean of the iterates."""
+
+    count: jax.Array
+    mean: Any
+
+
+def tail_average(num_steps: int, fraction: float) -> optax.GradientTransformation:
+    r"""Average the iterates of the last ``fraction`` of ``num_steps`` steps (Polyak-Ruppert).
+
+    An optax transformation to chain *last* (it passes the updates through unchanged and
+    keeps, in its state, the running mean of the parameters after each of the last
+    ``round(fraction * num_steps)`` updates). Because the mean lives in the optimiser
+    state it is checkpointed and resumed with it.
+
+    At a constant learning rate Adam's final iterate jitters around the optimum by about
+    the learning rate (its steps have that size whatever the gradient's scale); the mean
+    of the iterates does not:
+
+    .. math::
+
+        \bar\theta = \frac{1}{m} \sum_{k = n - m + 1}^{n} \theta_k ,
+        \qquad m = \mathrm{round}(f\, n).
+
+    Parameters
+    ----------
+    num_steps : int
+        Total number of optimisation steps n.
+    fraction : float
+        Fraction f in (0, 1] of the final steps to average.
+
+    Returns
+    -------
+    optax.GradientTransformation
+
+    References
+    ----------
+    Polyak, B. T. and Juditsky, A. B. (1992). Acceleration of stochastic approximation by
+    averaging. SIAM Journal on Control and Optimization 30(4), 838-855.
+    """
+    start = num_steps - max(1, int(round(fraction * num_steps)))
+
+    def init(params):
+        return TailAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("tail_average needs the parameters (params=...) in update")
+        count = state.count + 1
+        k = jnp.maximum(count - start, 1).astype(jnp.float32)
+        on = count > start
+
+        def step(mean, p, u):
+            new = p + u
+            return jnp.where(on, mean + (new - mean) / k.astype(mean.dtype), mean)
+
+        mean = jax.tree.map(step, state.mean, params, updates)
+        return updates, TailAverageState(count, mean)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _averaged(optim_state) -> Any | None:
+    """The running mean of :func:`tail_average` inside an SVI optimiser state, or None."""
+    found = [
+        leaf
+        for leaf in jax.tree.leaves(optim_state, is_leaf=lambda x: isinstance(x, TailAverageState))
+        if isinstance(leaf, TailAverageState)
+    ]
+    return found[0].mean if found else None
+
+
+def _average_fraction(options: Mapping[str, Any]) -> float:
+    """``average_last``, resolved: 0.5 when the learning rate is the default, else 0."""
+    value = options.get("average_last")
+    if value is None:
+        default_rate = isinstance(options.get("optimizer"), str) and (
+            options.get("learning_rate") is None
+        )
+        return 0.5 if default_rate else 0.0
+    return float(value)
+
+
 def make_guide(model: Callable, guide: Any, guide_kwargs: Mapping | None) -> Callable:
     """An AutoGuide from a name in :data:`GUIDES`, an AutoGuide class, or a guide as given."""
     kwargs = dict(guide_kwargs or {})
@@ -127,7 +213,12 @@ def make_guide(model: Callable, guide: Any, guide_kwargs: Mapping | None) -> Cal
     )
 
 
-def _make_optimizer(optimizer: Any, learning_rate: Any):
+def _make_optimizer(optimizer: Any, learning_rate: Any, average: tuple[int, float] | None = None):
+    """The optax (or NumPyro) optimiser; ``average=(num_steps, fraction)`` chains
+    :func:`tail_average` after a named optimiser."""
+    if isinstance(optimizer, str) and average is not None and average[1] > 0:
+        base = _make_optimizer(optimizer, learning_rate)
+        return optax.chain(base, tail_average(*average))
     if isinstance(optimizer, str):
         if optimizer not in OPTIMIZERS:
             raise ValueError(
@@ -193,6 +284,20 @@ def validate_svi_options(options: Mapping[str, Any]) -> dict[str, Any]:
             f"guide={guide!r} is not a guide; expected one of {sorted(GUIDES)}, an AutoGuide "
             "class or a guide callable"
         )
+    average = opts["average_last"]
+    if average is not None:
+        number = isinstance(average, (int, float, np.integer, np.floating))
+        if isinstance(average, bool) or not number:
+            raise TypeError(f"average_last={average!r} is not a number; expected a float in [0, 1]")
+        if not 0.0 <= float(average) <= 1.0:
+            raise ValueError(
+                f"average_last={average!r} is out of range; expected a float in [0, 1]"
+            )
+        if float(average) > 0 and not isinstance(opts["optimizer"], str):
+            raise TypeError(
+                f"average_last={average!r} applies only to an optimizer given by name; chain "
+                "probdyn.infer.svi.tail_average(num_steps, fraction) into your optax optimiser"
+            )
     _make_optimizer(opts["optimizer"], opts["learning_rate"])
     return opts
 
@@ -253,12 +358,16 @@ def run_svi(
     guide : callable
         The guide, set up.
     params : dict of str to array
-        Final (constrained) parameters.
+        Final (constrained) parameters: the mean of the last ``average_last`` fraction of
+        the iterates when averaging (:func:`tail_average`), else the last iterate.
     losses : np.ndarray, shape (num_steps,)
         Negative ELBO at every step.
     """
     guide = make_guide(model, options["guide"], options["guide_kwargs"])
-    optim = _make_optimizer(options["optimizer"], options["learning_rate"])
+    fraction = _average_fraction(options)
+    optim = _make_optimizer(
+        options["optimizer"], options["learning_rate"], (options["num_steps"], fraction)
+    )
     loss = options["loss"]
     if loss is None:
         loss = OrderedTraceELBO(num_particles=options["num_particles"])
@@ -312,6 +421,9 @@ def run_svi(
                 partial = partial_idata(all_losses) if partial_idata is not None else None
                 checkpoint.save_progress(payload, partial, done)
     params = svi.get_params(state)
+    mean = _averaged(state.optim_state[1]) if fraction > 0 else None
+    if mean is not None:
+        params = svi.constrain_fn(mean)
     all_losses = np.concatenate(losses) if losses else np.zeros((0,), np.float32)
     return guide, params, all_losses
 

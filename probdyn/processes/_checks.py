@@ -34,6 +34,24 @@ def validate_sample(dist, value, name: str = "value"):
     )
 
 
+def check_missing(dist, value, name: str = "value"):
+    """Refuse NaN observations without a mask, on concrete input (a no-op under ``jit``).
+
+    A NaN observation makes the log-density NaN, which NUTS reports as "Cannot find valid
+    initial parameters"; the fix is the distribution's ``mask``.
+    """
+    if getattr(dist, "obs_mask", None) is not None or not not_jax_tracer(value):
+        return
+    v = np.asarray(value)
+    if v.dtype.kind == "f" and np.isnan(v).any():
+        raise ValueError(
+            f"{name} has {int(np.isnan(v).sum())} NaN observation(s) of {v.size} for "
+            f"{type(dist).__name__}, which has no mask; mark missing observations with "
+            f"{type(dist).__name__}(..., mask=...) (False where missing; NaN placeholders "
+            "are then ignored)"
+        )
+
+
 def concrete(x):
     """``np.asarray(x)``, or None for a traced value (value checks then skip)."""
     return np.asarray(x) if x is not None and not_jax_tracer(x) else None

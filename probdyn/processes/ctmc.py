@@ -46,6 +46,7 @@ from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
 from probdyn.kernels import ctmc as C_
+from probdyn.processes._checks import check_missing as _check_missing
 from probdyn.processes._checks import validate_sample as _validate_sample
 from probdyn.processes.hmm import DiscreteHMM
 
@@ -846,6 +847,7 @@ class ObservedCTMC(Distribution):
     def log_prob(self, value: ArrayLike) -> jax.Array:
         """Exact marginal log-likelihood of observations, shape (...)."""
         value = jnp.asarray(value)
+        _check_missing(self, value)
         if self._validate_args:
             filled = value
             if self.obs_mask is not None and jnp.issubdtype(value.dtype, jnp.floating):

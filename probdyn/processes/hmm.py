@@ -11,6 +11,7 @@ from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
 from probdyn.kernels import hmm as K_
+from probdyn.processes._checks import check_missing as _check_missing
 from probdyn.processes._checks import validate_sample as _validate_sample
 
 __all__ = ["DiscreteHMM"]
@@ -397,6 +398,7 @@ class DiscreteHMM(Distribution):
             Broadcast of the value's leading shape with ``batch_shape``.
         """
         value, _ = self._check_value(value)
+        _check_missing(self, value)
         if self._validate_args:
             _validate_sample(self, self._fill_missing(value))
         return self._map(K_.hmm_log_likelihood, value)

@@ -23,6 +23,7 @@ from probdyn.report.fidelity import (
     symbol_frequencies,
     volatility,
 )
+from probdyn.report.hidden import add_hidden_states, hidden_state_sites
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.output import (
     MANIFEST_NAME,
@@ -64,6 +65,8 @@ from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
 
 __all__ = [
     "GENERATED_MARKER",
+    "add_hidden_states",
+    "hidden_state_sites",
     "MANIFEST_NAME",
     "METRIC_NAMES",
     "CRPSResult",

@@ -250,6 +250,8 @@ def to_inference_data(
     log_likelihood: Mapping[str, Any] | None = None,
     posterior_predictive: Mapping[str, Any] | None = None,
     observed_data: Mapping[str, Any] | None = None,
+    prior: Mapping[str, Any] | None = None,
+    prior_predictive: Mapping[str, Any] | None = None,
     constant_data: Mapping[str, Any] | None = None,
     extra_groups: Mapping[str, Mapping[str, Any]] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
@@ -272,6 +274,8 @@ def to_inference_data(
         Replicated observations per observed site.
     observed_data, constant_data : dict of str to array, optional
         Data without sample axes.
+    prior, prior_predictive : dict of str to array of shape (num_chains, num_draws, ...), optional
+        Prior draws of latent/deterministic sites and of observed sites.
     extra_groups : dict of str to dict of str to array, optional
         Further groups whose arrays have no sample axes (e.g. ``svi_params``).
     dims : dict of str to list of str, optional
@@ -314,6 +318,8 @@ def to_inference_data(
         "posterior_predictive": posterior_predictive,
         "log_likelihood": log_likelihood,
         "sample_stats": sample_stats,
+        "prior": prior,
+        "prior_predictive": prior_predictive,
     }
     for group, data in sampled.items():
         if data:

@@ -15,6 +15,16 @@ import pandas as pd
 __all__ = ["Summary", "ebfmi", "elbo_relative_change", "summary"]
 
 _BFMI_MIN = 0.3
+_SG_METHODS = ("sgld", "sghmc", "sgnht", "csgld")
+# R-hat above this for an SG-MCMC fit: the step size, not only the run length, is suspect
+_SG_RHAT = 1.1
+_SG_ADVICE = (
+    "SG-MCMC chains disagree (R-hat {worst:.3g} > {limit} for {names}): check the step "
+    "size. If each chain's trace drifts slowly from its start (ESS tiny), the step is too "
+    "small: raise it (about posterior variance / 100 per step for SGLD); if the chains "
+    "spread wider than the posterior, jump or show NaN, it is too large: lower it. "
+    "Recipe in the docstring of probdyn.fit"
+)
 
 
 @dataclass
@@ -320,7 +330,13 @@ def summary(
     constant, non-finite ``energy``/``lp`` (a non-finite log-density, reported apart from
     divergences), non-finite entries of ``diverging``, an E-BFMI that is NaN. NUTS trees
     that reach ``max_tree_depth`` are reported too (an efficiency problem: the sampler's
-    trajectories were cut short).
+    trajectories were cut short). A non-finite ``log_likelihood`` at posterior draws is
+    reported per observed site.
+
+    For SG-MCMC fits (``attrs["method"]`` "sgld", "sghmc", "sgnht", "csgld"), an R-hat
+    above 1.1 adds a step-size diagnosis (too small: chains have not left their starts;
+    too large: chains spread or blow up), since without a Metropolis correction the step
+    size sets both mixing and bias.
 
     References
     ----------
@@ -364,6 +380,7 @@ def summary(
     problems: list[str] = []
     notes: list[str] = []
     check_mcmc = not is_svi
+    is_sg = str(method).lower() in _SG_METHODS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on 1 chain or constant values
         table = az.summary(idata, var_names=var_names, kind="all" if check_mcmc else "stats")
@@ -392,6 +409,11 @@ def summary(
                 "run longer or reparameterise"
             ),
         )
+        sg_bad = rhat > _SG_RHAT
+        if is_sg and sg_bad.any():
+            problems.append(
+                _SG_ADVICE.format(worst=rhat[sg_bad].max(), limit=_SG_RHAT, names=_names(sg_bad))
+            )
     if check_mcmc and "ess_bulk" in table:
         ess = table[["ess_bulk", "ess_tail"]].astype(float).min(axis=1) / num_chains
         undefined = table[["ess_bulk", "ess_tail"]].astype(float).isna().any(axis=1) & ~constant
@@ -422,6 +444,21 @@ def summary(
                     "NaN or inf; the sampler or model broke down numerically"
                 )
 
+    ll_group = getattr(idata, "log_likelihood", None) if hasattr(idata, "log_likelihood") else None
+    if ll_group is not None:
+        for site in ll_group.data_vars:
+            vals = np.asarray(ll_group[site].values, dtype=float)
+            bad = ~np.isfinite(vals)
+            if bad.any():
+                draws = int(np.sum(bad.reshape(bad.shape[0], bad.shape[1], -1).any(-1)))
+                problems.append(
+                    f"non-finite log-likelihood of site '{site}' at {draws} of "
+                    f"{bad.shape[0] * bad.shape[1]} posterior draws ({int(bad.sum())} of "
+                    f"{bad.size} values NaN or inf): the model's log-density at that site "
+                    "breaks down where the posterior goes (e.g. a truncated series such as "
+                    "too few num_terms, or observations outside the support)"
+                )
+
     num_div = None
     bfmi = None
     elbo_change = None
@@ -450,7 +487,9 @@ def summary(
                 problems.append(
                     f"{num_div} divergent transition{'s' if num_div > 1 else ''} "
                     f"({frac:.1%} of draws): the sampler misses part of the posterior; "
-                    "raise target_accept_prob or reparameterise"
+                    "raise target_accept_prob or reparameterise (NumPyro also counts a "
+                    "proposal with a NaN log-density as divergent: if the model can return "
+                    "NaN, check its sites with probdyn.infer.nonfinite_sites)"
                 )
         if "energy" in stats:
             energy = np.asarray(stats["energy"], dtype=float).reshape(num_chains, -1)

@@ -73,6 +73,7 @@ def svi_idata():
         seed=2,
         dims=DIMS,
         coords=COORDS,
+        prior=300,
         progress_bar=False,
     )
 
@@ -379,7 +380,8 @@ def test_init_failure_names_the_site():
         mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
         numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
-    with pytest.raises(ValueError, match=r"'y': observed site with 1 non-finite value"):
+    # NaN data is now refused before the run, naming the site and the fix (a mask)
+    with pytest.raises(ValueError, match=r"observed site 'y' has 1 NaN value.*mask"):
         fit(model, jnp.asarray([0.1, jnp.nan]), num_chains=1, num_warmup=2, num_samples=2,
             progress_bar=False)  # fmt: skip
     from probdyn.infer import nonfinite_sites
@@ -390,4 +392,96 @@ def test_init_failure_names_the_site():
 
     bad = nonfinite_sites(count_model, (jnp.asarray([1.0, -3.0]),))
     assert list(bad) == ["y"] and "outside the support" in bad["y"]
+    bad = nonfinite_sites(count_model, (jnp.asarray([1.0, jnp.nan]),))
+    assert "1 non-finite value" in bad["y"] and "mask" in bad["y"]
     assert nonfinite_sites(count_model, (jnp.asarray([1.0, 3.0]),)) == {}
+
+
+def test_svi_default_settings_land_on_the_exact_posterior_mean():
+    # Conjugate Normal mean, N=2,000: posterior sd 0.022. At a constant rate of 1e-2 the
+    # last Adam iterate sat 0.1-0.5 sd off the exact mean; the default averages the
+    # iterates of the last half of the steps (probdyn.infer.svi.tail_average).
+    n = 2000
+    y = jnp.asarray(np.random.default_rng(0).normal(1.3, 1.0, n), jnp.float32)
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+        with numpyro.plate("obs_id", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    post_var = 1.0 / (1.0 / 100.0 + n)
+    post_mean, post_sd = post_var * float(y.sum()), post_var**0.5
+    idata = fit(model, y, method="svi", guide="normal", num_steps=3000, num_chains=1,
+                num_samples=10, seed=1, progress_bar=False)  # fmt: skip
+    loc = float(idata.svi_params["mu_auto_loc"])
+    assert abs(loc - post_mean) < 0.05 * post_sd, (loc - post_mean) / post_sd
+    # the scale is only weakly identified by a one-particle ELBO (flat in log scale)
+    assert 0.8 < float(idata.svi_params["mu_auto_scale"]) / post_sd < 2.0
+
+
+def test_tail_average_is_the_mean_of_the_last_iterates():
+    from probdyn.infer.svi import tail_average
+
+    opt = optax.chain(optax.sgd(0.1), tail_average(10, 0.3))
+    params = jnp.asarray(5.0)
+    state = opt.init(params)
+    iterates = []
+    for _ in range(10):
+        updates, state = opt.update(params, state, params)  # gradient of x^2 / 2
+        params = optax.apply_updates(params, updates)
+        iterates.append(float(params))
+    np.testing.assert_allclose(float(state[1].mean), np.mean(iterates[-3:]), rtol=1e-6)
+
+
+def test_improper_uniform_prior_model_fits():
+    # ImproperUniform cannot be sampled: fit must find observed data without prior draws.
+    from numpyro.distributions import constraints
+
+    def model(y):
+        mu = numpyro.sample("mu", dist.ImproperUniform(constraints.real, (), ()))
+        with numpyro.plate("obs_id", y.shape[0]):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+    y = jnp.asarray([0.1, 0.5, -0.3, 1.0])
+    idata = fit(model, y, num_chains=1, num_warmup=100, num_samples=200, progress_bar=False)
+    np.testing.assert_array_equal(idata.observed_data["y"].values, np.asarray(y))
+    # flat prior: posterior N(mean(y), 1/4); 200 draws, MC error of the mean < 0.1
+    assert abs(float(idata.posterior["mu"].mean()) - float(y.mean())) < 0.15
+
+
+def test_nan_observations_without_mask_raise_before_compiling(monkeypatch):
+    from probdyn import ObservedCTMC
+
+    fit_module = importlib.import_module("probdyn.infer.fit")
+
+    def model(times, y):
+        k = numpyro.sample("k", dist.LogNormal(0.0, 1.0).expand([2]).to_event(1))
+        Q = jnp.array([[-k[0], k[0]], [k[1], -k[1]]])
+        em = dist.Normal(jnp.array([0.0, 1.0]), 0.3)
+        numpyro.sample("y", ObservedCTMC(Q, jnp.array([0.5, 0.5]), times, em), obs=y)
+
+    def no_run(*a, **k):
+        raise AssertionError("reached the sampler")
+
+    monkeypatch.setattr(fit_module, "run_mcmc", no_run)
+    times, y = jnp.array([0.0, 0.5, 1.2, 2.0]), jnp.array([0.1, jnp.nan, 0.9, 1.0])
+    with pytest.raises(ValueError, match=r"'y' has 1 NaN.*mask"):
+        fit(model, times, y, num_chains=1, num_warmup=10, num_samples=10, progress_bar=False)
+
+
+def test_fit_adds_prior_groups_with_their_own_key(svi_idata):
+    import jax
+
+    from probdyn import sample_prior
+
+    assert svi_idata.prior["w"].dims == ("chain", "draw", "coef")
+    assert svi_idata.prior["w"].shape == (1, 300, 2)
+    assert svi_idata.prior["mean"].shape == (1, 300, 8)
+    assert svi_idata.prior_predictive["y"].dims == ("chain", "draw", "obs_id")
+    key = jax.random.fold_in(jax.random.PRNGKey(2), 1)  # documented: seed=2
+    same = sample_prior(regression, jnp.asarray(X), model_kwargs={"y": jnp.asarray(Y)},
+                        num_samples=300, rng_key=key)  # fmt: skip
+    np.testing.assert_array_equal(svi_idata.prior["w"].values, same.prior["w"].values)
+    # prior sd of w is PRIOR_SCALE: 600 draws, a 5-sigma band on the sample sd
+    sd = svi_idata.prior["w"].values.std()
+    assert abs(sd - PRIOR_SCALE) < 5 * PRIOR_SCALE / np.sqrt(2 * 600)

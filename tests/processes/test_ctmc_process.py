@@ -453,3 +453,11 @@ def test_mjp_grad_through_log_density(x64):
     # d/dlog k0 of [2 log k0 - k0 * 1.6] and of [log k1 - k1 * 1.4], minus the prior's x
     k = np.exp(np.asarray(x))
     np.testing.assert_allclose(g, [2 - k[0] * 1.6 - x[0], 1 - k[1] * 1.4 - x[1]], rtol=1e-10)
+
+
+def test_observed_ctmc_nan_observations_without_mask_name_the_fix():
+    Q = jnp.array([[-1.0, 1.0], [2.0, -2.0]])
+    d = ObservedCTMC(Q, jnp.array([0.5, 0.5]), jnp.array([0.0, 0.4, 1.1]),
+                     dist.Normal(jnp.array([0.0, 1.0]), 0.3))  # fmt: skip
+    with pytest.raises(ValueError, match=r"NaN observation.*ObservedCTMC\(\.\.\., mask=\.\.\.\)"):
+        d.log_prob(jnp.array([0.1, jnp.nan, 0.9]))

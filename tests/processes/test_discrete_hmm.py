@@ -334,3 +334,12 @@ def test_svi_and_predictive():
     post = Predictive(guide, params=res.params, num_samples=5)(jax.random.PRNGKey(3), y=y)
     pp = Predictive(_poisson_hmm_model, post)(jax.random.PRNGKey(4), T=200)
     assert pp["y"].shape == (5, 200)
+
+
+def test_nan_observations_without_mask_name_the_fix():
+    em = dist.Normal(jnp.array([0.0, 3.0]), 1.0)
+    d = DiscreteHMM(jnp.array([0.5, 0.5]), jnp.array([[0.9, 0.1], [0.2, 0.8]]), em)
+    y = jnp.array([0.1, jnp.nan, 2.9])
+    with pytest.raises(ValueError, match=r"1 NaN observation.*DiscreteHMM\(\.\.\., mask=\.\.\.\)"):
+        d.log_prob(y)
+    # with mask=, NaN placeholders are ignored: test_mask_and_lengths_equal_truncation

@@ -211,3 +211,37 @@ def test_non_finite_is_a_problem(healthy, case, words):
 def test_nan_thresholds_are_refused(healthy, name):
     with pytest.raises(ValueError, match=f"{name}=nan"):
         summary(_idata(*healthy), **{name: float("nan")})
+
+
+# issue 12, section 4: name the site of a non-finite log-density; SG-MCMC step-size advice
+def test_non_finite_log_likelihood_names_the_site(healthy):
+    post, stats = healthy
+    ll = np.zeros((2, 400, 5))
+    ll[1, 3, 2] = np.nan
+    ll[0, 8, :] = -np.inf
+    idata = az.from_dict(posterior=post, sample_stats=stats, log_likelihood={"counts": ll})
+    res = summary(idata)
+    [msg] = [p for p in res.problems if "log-likelihood" in p]
+    assert "site 'counts' at 2 of 800 posterior draws" in msg and "6 of 4000" in msg
+    assert summary(az.from_dict(posterior=post, log_likelihood={"counts": np.zeros_like(ll)})).ok
+
+
+def _two_chains(shift, method):
+    rng = np.random.default_rng(5)
+    mu = rng.normal(size=(2, 400)) + np.array([[0.0], [shift]])
+    return _idata({"mu": mu}, attrs={"method": method})
+
+
+def test_sgmcmc_chains_that_disagree_get_step_size_advice():
+    res = summary(_two_chains(3.0, "sgld"))
+    [msg] = [p for p in res.problems if "step" in p]
+    assert "SG-MCMC chains disagree" in msg and "'mu'" in msg
+    assert "raise it" in msg and "lower it" in msg
+    # NUTS: the ordinary R-hat message only; a mild disagreement (1.01 < R-hat < 1.1) in
+    # SG-MCMC gets the ordinary message only too
+    assert not any("SG-MCMC" in p for p in summary(_two_chains(3.0, "nuts")).problems)
+    mild = summary(_two_chains(0.5, "sgld"))
+    rhat = float(mild.table.loc["mu", "r_hat"])
+    assert 1.01 < rhat < 1.1, rhat
+    assert not any("SG-MCMC" in p for p in mild.problems)
+    assert any("R-hat of 'mu'" in p for p in mild.problems)
