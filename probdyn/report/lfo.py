@@ -91,7 +91,7 @@ def _psis(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     """Pareto-smoothed, normalised log weights (S,) and the shape estimate k."""
     import arviz as az
 
-    lw, k = az.psislw(np.asarray(log_ratios, dtype=np.float64), reff=1.0)
+    lw, k = az.psislw(np.asarray(log_ratios, dtype=np.float64), reff=1.0, normalize=True)
     return np.asarray(lw, dtype=np.float64), float(np.asarray(k))
 
 
@@ -290,7 +290,7 @@ def lfo(
 
     if not callable(model):
         raise TypeError(f"model={model!r} is not callable; expected a NumPyro model function")
-    for bad in ("predictive", "checkpoint", "checkpoint_every", "progress_bar"):
+    for bad in ("predictive", "checkpoint", "checkpoint_every"):
         if bad in fit_kwargs:
             raise TypeError(f"lfo does not pass {bad}= to probdyn.fit; remove it")
     kwargs = dict(model_kwargs or {})
