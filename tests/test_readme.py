@@ -52,8 +52,20 @@ GROUPS = {
         assert abs(w[0] - 1.0) < 0.5 and abs(w[1] + 2.0) < 0.6 and abs(w[2] - 0.5) < 0.5, w
         """,
     ),
-    "ctmc": (
+    "model_comparison": (
         [4],
+        """
+        import numpy as np
+
+        # K = 2 vs K = 3: one term per time step, compared by PSIS-LOO and by LFO
+        assert fits["K=2"].log_likelihood["y"].dims == ("chain", "draw", "time")
+        assert set(comparison.index) == {"K=2", "K=3"}
+        for res in lfo_k.values():
+            assert len(res.pointwise) == 20 and res.refits[0] == 130 and np.isfinite(res.elpd)
+        """,
+    ),
+    "ctmc": (
+        [5],
         """
         # 300 noisy samples of a 2-state channel with rates (1, 2)
         log_k = idata_ctmc.posterior["log_rates"].mean(("chain", "draw")).values
@@ -62,21 +74,21 @@ GROUPS = {
         """,
     ),
     "pmmh": (
-        [5],
+        [6],
         """
         k = idata_pmmh.posterior["k"].mean(("chain", "draw")).values
         assert abs(k[0] / k[1] - 20.0) < 10.0, k  # stationary mean 20 molecules
         """,
     ),
     "sde": (
-        [6],
+        [7],
         """
         # OU with sigma 0.4, 101 observations
         assert abs(float(idata_ou.posterior["sigma"].mean()) - 0.4) < 0.15
         """,
     ),
     "barnn": (
-        [7],
+        [8],
         """
         import numpy as np
 
@@ -87,7 +99,7 @@ GROUPS = {
         assert scores["rmse"] < persistence, (scores["rmse"], persistence)
         """,
     ),
-    "kernels": ([8], ""),
+    "kernels": ([9], ""),
 }
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import numpyro
 import xarray as xr
 from numpyro import handlers
-from numpyro.infer import HMC, NUTS, Predictive, log_likelihood
+from numpyro.infer import HMC, NUTS, Predictive
 
 import probdyn
 from probdyn.infer._checks import check_bool, check_hmc_options, check_int, check_path
@@ -33,6 +33,7 @@ from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
 from probdyn.report.hidden import add_hidden_states
 from probdyn.report.idata import model_dims, to_inference_data
+from probdyn.report.pointwise import pointwise_log_likelihood
 
 __all__ = ["METHODS", "fit"]
 
@@ -312,8 +313,11 @@ def fit(
           ``log_likelihood_estimate`` (the stored particle-filter estimate of the current
           draw), ``lp`` (log prior + that estimate, unconstrained) and ``proposal_scale``.
         - ``log_likelihood``: pointwise log-density of each observed site (event axes
-          summed), so :func:`arviz.loo` works. Omitted for PMMH: a particle-filter
-          estimate is one noisy number per draw, not a pointwise log-density, and
+          summed), so :func:`arviz.loo` works; for a sequence site (DiscreteHMM,
+          ObservedCTMC, LinearSDE) the one-step-ahead terms
+          :math:`\log p(y_t \mid y_{0:t-1}, \theta)` with dim ``"time"``
+          (:func:`probdyn.report.pointwise_log_likelihood`). Omitted for PMMH: a
+          particle-filter estimate is one noisy number per draw, not a pointwise log-density, and
           ``arviz.loo`` on it would be meaningless.
         - ``observed_data``, ``constant_data`` (when given), ``posterior_predictive``
           (when ``predictive=True``; not available for PMMH, which raises).
@@ -565,7 +569,8 @@ def fit(
     latent_draws = {k: jnp.asarray(posterior[k]) for k in latent if k in posterior}
     groups: dict[str, Any] = {"extra_groups": extra_groups}
     if observed and method != "pmmh":
-        ll = log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
+        # one-step-ahead terms (time axis last) for sequence sites, log_prob otherwise
+        ll = pointwise_log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
         groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}
     if observed:
         groups["observed_data"] = observed_data

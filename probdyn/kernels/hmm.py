@@ -67,6 +67,7 @@ __all__ = [
     "HMMFilterResult",
     "HMMPosterior",
     "hmm_log_likelihood",
+    "hmm_one_step_log_predictives",
     "hmm_filter",
     "hmm_backward",
     "hmm_smoother",
@@ -519,6 +520,40 @@ def hmm_log_likelihood(
     """
     pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
     return _loglik(pi, A, ll, keep, bool(parallel), _robust(robust))
+
+
+def hmm_one_step_log_predictives(
+    initial_probs: ArrayLike,
+    transition_matrix: ArrayLike,
+    log_likelihoods: ArrayLike,
+    *,
+    mask: ArrayLike | None = None,
+    length: ArrayLike | None = None,
+    parallel: bool = False,
+    robust: bool | None = None,
+) -> Array:
+    """One-step-ahead log predictive densities :math:`\\log p(y_t \\mid y_{0:t-1})`.
+
+    These are the log normalisers of the forward pass (the scaling coefficients of
+    Rabiner, 1989), so
+
+    .. math::
+
+        \\sum_{t=0}^{T-1} \\log p(y_t \\mid y_{0:t-1}) = \\log p(y_{0:T-1}),
+
+    the value of :func:`hmm_log_likelihood`. They are the pointwise log-likelihood that
+    leave-future-out cross-validation needs: each term depends on the past only.
+
+    Parameters are as for :func:`hmm_log_likelihood` (same fast path, same log-domain
+    fallback; no custom derivative: these are meant for evaluation, not for gradients).
+
+    Returns
+    -------
+    Array, shape (T,)
+        The per-step terms; 0 at masked steps (no observation) and past ``length``.
+    """
+    pi, A, ll, keep = _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length)
+    return _forward(pi, A, ll, keep, bool(parallel), _robust(robust))[2]
 
 
 def hmm_filter(

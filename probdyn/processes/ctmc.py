@@ -855,6 +855,15 @@ class ObservedCTMC(Distribution):
             _validate_sample(self, filled)
         return _jit_call(self, jnp.asarray(value), method="_hmm.log_prob")
 
+    def pointwise_log_prob(self, value: ArrayLike) -> jax.Array:
+        """One-step-ahead log predictive densities :math:`\\log p(y_n \\mid y_{0:n-1})`
+        of the observations, shape (..., T); they sum over time to :meth:`log_prob`
+        (0 at masked steps). The pointwise log-likelihood of :func:`probdyn.fit`."""
+        value = jnp.asarray(value)
+        if self.obs_mask is not None and jnp.issubdtype(value.dtype, jnp.floating):
+            value = jnp.where(jnp.isnan(value), 0.0, value)
+        return _jit_call(self, value, method="_hmm.pointwise_log_prob")
+
     def sample_with_states(
         self, key: jax.Array, sample_shape: tuple[int, ...] = ()
     ) -> tuple[jax.Array, jax.Array]:

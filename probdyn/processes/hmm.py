@@ -403,6 +403,27 @@ class DiscreteHMM(Distribution):
             _validate_sample(self, self._fill_missing(value))
         return self._map(K_.hmm_log_likelihood, value)
 
+    def pointwise_log_prob(self, value: ArrayLike) -> jax.Array:
+        """One-step-ahead log predictive densities :math:`\\log p(y_t \\mid y_{0:t-1})`.
+
+        The pointwise log-likelihood used by :func:`probdyn.fit` for the
+        ``log_likelihood`` group and by :func:`probdyn.report.lfo`; the terms sum over
+        time to :meth:`log_prob` (:func:`probdyn.kernels.hmm_one_step_log_predictives`).
+
+        Parameters
+        ----------
+        value : ArrayLike, shape (..., T, *emission.event_shape)
+
+        Returns
+        -------
+        Array, shape (..., T)
+            0 at masked steps and past a sequence's length.
+        """
+        value, _ = self._check_value(value)
+        if self._validate_args:
+            _validate_sample(self, self._fill_missing(value))
+        return self._map(K_.hmm_one_step_log_predictives, value)
+
     def sample_with_states(
         self, key: jax.Array, sample_shape: tuple[int, ...] = ()
     ) -> tuple[jax.Array, jax.Array]:

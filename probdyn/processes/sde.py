@@ -543,6 +543,18 @@ class LinearSDE(Distribution):
             _validate_sample(self, value)
         return self.filter(value).log_likelihood
 
+    def pointwise_log_prob(self, value: ArrayLike) -> jax.Array:
+        """One-step-ahead log predictive densities (the Kalman filter's innovation
+        log-densities) :math:`\\log p(y_t \\mid y_{0:t-1})`, shape (..., T).
+
+        They sum over time to :meth:`log_prob`; the pointwise log-likelihood of
+        :func:`probdyn.fit` and :func:`probdyn.report.lfo`.
+        """
+        value = self._check_value(value)
+        if self._validate_args:
+            _validate_sample(self, value)
+        return self._map(_kalman_innovations_batched, value)
+
     def sample_with_states(self, key: jax.Array, sample_shape: tuple[int, ...] = ()):
         """Draw states (*sample_shape, T, D) and observations (*sample_shape, T, obs_dim)."""
         Phi, c, Q = self.transitions()
@@ -586,6 +598,17 @@ def _lti_transitions(A, b, L, m0, P0, times, stationary):
 
 def _kalman_filter(y, Phi, c, Q, H, R, m0, P0):
     """Kalman filter of one sequence y (T, O) over transitions (T-1, ...)."""
+    mf, Pf, mp, Pp, ll = _kalman_scan(y, Phi, c, Q, H, R, m0, P0)
+    return KalmanFilterResult(mf, Pf, mp, Pp, jnp.sum(ll))
+
+
+def _kalman_innovations(y, Phi, c, Q, H, R, m0, P0):
+    """Per-step innovation log-densities log N(y_t; H m_t|t-1, S_t), shape (T,)."""
+    return _kalman_scan(y, Phi, c, Q, H, R, m0, P0)[-1]
+
+
+def _kalman_scan(y, Phi, c, Q, H, R, m0, P0):
+    """The filter's scan: filtered/predicted moments and per-step log-likelihoods."""
     D = m0.shape[0]
     eye = jnp.eye(D, dtype=Phi.dtype)
     pad = (eye[None], jnp.zeros((1, D), c.dtype), jnp.zeros_like(Q[:1]))
@@ -606,8 +629,8 @@ def _kalman_filter(y, Phi, c, Q, H, R, m0, P0):
         Pp = F @ Pf @ F.T + Qt
         return (mp, 0.5 * (Pp + Pp.T)), (mf, Pf, m, P, ll)
 
-    _, (mf, Pf, mp, Pp, ll) = jax.lax.scan(body, (m0, P0), xs)
-    return KalmanFilterResult(mf, Pf, mp, Pp, jnp.sum(ll))
+    _, out = jax.lax.scan(body, (m0, P0), xs)
+    return out
 
 
 def _rts_smoother(y, Phi, c, Q, H, R, m0, P0):
@@ -643,6 +666,7 @@ def _sample_states(x0, z, Phi, c, Cq):
 
 _IN_AXES = (0,) + (None,) * 7
 _kalman_filter_batched = jax.jit(jax.vmap(_kalman_filter, in_axes=_IN_AXES))
+_kalman_innovations_batched = jax.jit(jax.vmap(_kalman_innovations, in_axes=_IN_AXES))
 _rts_smoother_batched = jax.jit(jax.vmap(_rts_smoother, in_axes=_IN_AXES))
 _chol_batched = jax.jit(jax.vmap(K_._chol_psd))
 _sample_states_batched = jax.jit(jax.vmap(_sample_states, in_axes=(0, 0, None, None, None)))

@@ -25,6 +25,7 @@ from probdyn.report.fidelity import (
 )
 from probdyn.report.hidden import add_hidden_states, hidden_state_sites
 from probdyn.report.idata import model_dims, to_inference_data
+from probdyn.report.lfo import LFOResult, lfo, psis_lfo
 from probdyn.report.output import (
     MANIFEST_NAME,
     finish_outputs,
@@ -39,6 +40,7 @@ from probdyn.report.plots import (
     plot_trace,
     select_plot_vars,
 )
+from probdyn.report.pointwise import pointwise_log_likelihood, site_pointwise_log_prob
 from probdyn.report.render import GENERATED_MARKER, render_report
 from probdyn.report.round_trip import (
     RoundTripResult,
@@ -71,6 +73,7 @@ __all__ = [
     "METRIC_NAMES",
     "CRPSResult",
     "CoverageResult",
+    "LFOResult",
     "LogLoss",
     "ReplicateCoverage",
     "RoundTripResult",
@@ -89,6 +92,7 @@ __all__ = [
     "fidelity_summary",
     "hmm_ngram_probs",
     "interval_coverage",
+    "lfo",
     "log_loss",
     "lpd",
     "metrics_table",
@@ -103,8 +107,10 @@ __all__ = [
     "plot_sbc_ranks",
     "plot_state_posterior",
     "plot_trace",
+    "pointwise_log_likelihood",
     "pointwise_log_predictive_density",
     "prepare_output_dir",
+    "psis_lfo",
     "rank_statistics",
     "rank_uniformity_pvalues",
     "record_outputs",
@@ -116,6 +122,7 @@ __all__ = [
     "scalar_metrics",
     "select_plot_vars",
     "sequence_sinkhorn",
+    "site_pointwise_log_prob",
     "summary",
     "symbol_frequencies",
     "to_inference_data",
