@@ -13,12 +13,12 @@ Data
     test strings are independent draws.
 
 Model
-    A character-level LSTM (embedding 16, hidden 64; 32 with ``--quick``) built from
-    ``eqx.nn.Linear`` layers, trained through ``probdyn.fit(method="svi")`` on minibatches
+    A character-level LSTM (embedding 16, hidden 64; 32 with ``--quick``): probdyn's
+    ``probdyn.nn.LSTMCell`` and a linear readout, trained through ``probdyn.fit(method="svi")`` on minibatches
     of strings with a categorical likelihood of every next token. Three variants: plain
     LSTM; LSTM with dropout (p = 0.2 on the embedded input and the hidden state before the
-    readout, training only); BARNN LSTM (``probdyn.nn.BARNN`` on the input, recurrent and
-    readout layers, rates from the hidden state and the position, tVAMP prior, fresh noise
+    readout, training only); BARNN LSTM (``probdyn.nn.BARNN`` wrapping the LSTM cell, whose input and
+    recurrent maps share one rate, and the readout layer; rates from the hidden state and the position, tVAMP prior, fresh noise
     at every step of training and generation).
 
 What the result should show
@@ -52,7 +52,7 @@ from numpyro.contrib.module import eqx_module
 
 from probdyn.infer.surrogate import AutoregressiveSurrogate
 from probdyn.models import grammar
-from probdyn.nn import BARNN
+from probdyn.nn import BARNN, LSTMCell
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
 
@@ -72,16 +72,14 @@ SIZES = {
 class LSTMStep(eqx.Module):
     """One step of a character LSTM: embedded token and state -> logits and new state."""
 
-    ih: eqx.nn.Linear
-    hh: eqx.nn.Linear
+    cell: LSTMCell
     readout: eqx.nn.Linear
     dropout: float = eqx.field(static=True)
 
     def __init__(self, embed, hidden, vocab, *, dropout=0.0, key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        self.ih = eqx.nn.Linear(embed, 4 * hidden, key=k1)
-        self.hh = eqx.nn.Linear(hidden, 4 * hidden, key=k2)
-        self.readout = eqx.nn.Linear(hidden, vocab, key=k3)
+        k1, k2 = jax.random.split(key)
+        self.cell = LSTMCell(embed, hidden, key=k1)
+        self.readout = eqx.nn.Linear(hidden, vocab, key=k2)
         self.dropout = float(dropout)
 
     def __call__(self, x, h, c, key=None):
@@ -89,10 +87,7 @@ class LSTMStep(eqx.Module):
             k1, k2 = jax.random.split(key)
             keep = 1.0 - self.dropout
             x = x * jax.random.bernoulli(k1, keep, x.shape) / keep
-        gates = self.ih(x) + self.hh(h)
-        i, f, g, o = jnp.split(gates, 4)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        h, c = self.cell(x, (h, c))
         out = h
         if self.dropout > 0 and key is not None:
             out = out * jax.random.bernoulli(k2, keep, out.shape) / keep
@@ -125,7 +120,7 @@ class CharModel(eqx.Module):
             (logits, h, c), log_alpha = self.cell(t, x, h, c, key=key, context=h)
             return logits, h, c, log_alpha
         logits, h, c = self.cell(x, h, c, key=key)
-        return logits, h, c, jnp.zeros((3,))
+        return logits, h, c, jnp.zeros((2,))
 
     def run(self, tokens, key):
         """Teacher-forced logits ``(L - 1, vocab)`` and log rates ``(L - 1, layers)``.

@@ -133,6 +133,25 @@ def _batched_increment(method, net, t, u, keys):
     return pred, kl
 
 
+class _SurrogateStep(eqx.Module):
+    """One rollout step ``u + f(t, u)`` (+ process noise), as a module so that the
+    compiled rollout is cached across calls (its arrays are traced, the rest hashed)."""
+
+    method: str = eqx.field(static=True)
+    params: Any
+    static: Any
+    noise_sd: float = eqx.field(static=True)
+
+    def __call__(self, member, t, u, key):
+        p = self.params if member is None else member
+        net = eqx.combine(p, self.static)
+        k_net, k_noise = jax.random.split(key)
+        du, _ = _increment(self.method, net, t, u, k_net)
+        if self.noise_sd > 0:
+            du = du + self.noise_sd * jax.random.normal(k_noise, du.shape, du.dtype)
+        return u + du
+
+
 def _flat_name(path) -> str:
     return re.sub(r"[^0-9A-Za-z]+", "_", jax.tree_util.keystr(path)).strip("_")
 
@@ -405,17 +424,7 @@ class AutoregressiveSurrogate:
             net = self.network if network is None else network
             params, static = eqx.partition(net, eqx.is_inexact_array)
         method = self.method if not isinstance(network, (list, tuple)) else "ensemble"
-        noise_sd = float(process_noise)
-
-        def step(member, t, u, key):
-            p = params if member is None else member
-            net = eqx.combine(p, static)
-            k_net, k_noise = jax.random.split(key)
-            du, _ = self._increment(net, t, u, k_net)
-            if noise_sd > 0:
-                du = du + noise_sd * jax.random.normal(k_noise, du.shape, du.dtype)
-            return u + du
-
+        step = _SurrogateStep(self.method, params, static, float(process_noise))
         return rollout(
             step,
             u0,

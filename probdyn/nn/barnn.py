@@ -80,8 +80,8 @@ def _selected(net, where):
     for layer in layers:
         if not is_variational_candidate(layer):
             raise TypeError(
-                f"where selected a {type(layer).__name__}; expected eqx.nn.Linear or "
-                "eqx.nn.Conv layers"
+                f"where selected a {type(layer).__name__}; expected eqx.nn.Linear, "
+                "eqx.nn.Conv or probdyn.nn GRUCell/LSTMCell/ElmanCell layers"
             )
     return layers
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -65,6 +66,44 @@ def _check_int(name, value, minimum):
     return value
 
 
+@eqx.filter_jit
+def _run(step_fn, members, keys, u0, t0, num_timesteps, noise, initial_noise):
+    """All rollouts in one compiled program, cached across calls.
+
+    ``eqx.filter_jit`` traces the arrays (``members``, ``keys``, ``u0``, array leaves of an
+    ``eqx.Module`` step function) and hashes the rest (``step_fn`` itself when it is a
+    plain function, the sizes and modes), so a second call with the same step function,
+    shapes and settings reuses the compiled program.
+    """
+    num_trajectories = u0.shape[0]
+    ts = jnp.arange(t0, t0 + num_timesteps - 1, dtype=jnp.int32)
+
+    def one(member, key, u):
+        k_init, k_steps = jax.random.split(key)
+        if initial_noise > 0:
+            scale = initial_noise * jnp.max(jnp.abs(u))
+            u = u + scale * jax.random.normal(k_init, u.shape, u.dtype)
+        if noise == "per_step":
+            keys = jax.random.split(k_steps, num_timesteps - 1)
+        else:
+            keys = jnp.broadcast_to(k_steps, (num_timesteps - 1, *k_steps.shape))
+
+        def body(state, xs):
+            t, k = xs
+            new = step_fn(member, t, state, k).astype(state.dtype)
+            return new, new
+
+        _, path = lax.scan(body, u, (ts, keys))
+        return jnp.concatenate([u[None], path], axis=0)
+
+    def per_sample(member, key):
+        keys = jax.random.split(key, num_trajectories)
+        return jax.vmap(one, in_axes=(None, 0, 0))(member, keys, u0)
+
+    member_axes = None if members is None else 0
+    return jax.vmap(per_sample, in_axes=(member_axes, 0))(members, keys)
+
+
 def rollout(
     step_fn: Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array],
     u0: jax.Array,
@@ -87,7 +126,9 @@ def rollout(
         ``step_fn(member, t, u, key) -> u_next`` for one sample of one trajectory:
         ``member`` is this sample's slice of ``members`` (``None`` without members),
         ``t`` the integer step index of ``u`` (an int32 scalar), ``u`` the state of shape
-        ``u0.shape[1:]``, ``key`` a PRNG key.
+        ``u0.shape[1:]``, ``key`` a PRNG key. The compiled rollout is cached: pass
+        the same function object (or an ``eqx.Module`` whose arrays change between
+        calls, they are traced) to reuse it; a new closure per call recompiles.
     u0 : jax.Array, shape (num_trajectories, *space)
         Initial conditions.
     num_timesteps : int
@@ -145,34 +186,7 @@ def rollout(
             )
         num_samples = size
     num_samples = _check_int("num_samples", 1 if num_samples is None else num_samples, 1)
-    num_trajectories = u0.shape[0]
-    ts = jnp.arange(t0, t0 + num_timesteps - 1, dtype=jnp.int32)
-
-    def one(member, key, u):
-        k_init, k_steps = jax.random.split(key)
-        if initial_noise > 0:
-            scale = initial_noise * jnp.max(jnp.abs(u))
-            u = u + scale * jax.random.normal(k_init, u.shape, u.dtype)
-        if noise == "per_step":
-            keys = jax.random.split(k_steps, num_timesteps - 1)
-        else:
-            keys = jnp.broadcast_to(k_steps, (num_timesteps - 1, *k_steps.shape))
-
-        def body(state, xs):
-            t, k = xs
-            new = step_fn(member, t, state, k).astype(state.dtype)
-            return new, new
-
-        _, path = lax.scan(body, u, (ts, keys))
-        return jnp.concatenate([u[None], path], axis=0)
-
-    def per_sample(member, key):
-        keys = jax.random.split(key, num_trajectories)
-        return jax.vmap(one, in_axes=(None, 0, 0))(member, keys, u0)
-
     keys = jax.random.split(rng_key, num_samples)
-    member_axes = None if members is None else 0
-    run = jax.jit(jax.vmap(per_sample, in_axes=(member_axes, 0)))
-    samples = run(members, keys)
+    samples = _run(step_fn, members, keys, u0, t0, num_timesteps, noise, float(initial_noise))
     times = dt * (t0 + jnp.arange(num_timesteps, dtype=jnp.result_type(float)))
     return RolloutEnsemble(samples=samples, times=times, method=str(method))

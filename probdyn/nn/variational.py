@@ -57,6 +57,15 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from probdyn.nn.cells import (
+    _ELMAN_NONLINEARITIES,
+    ElmanCell,
+    GRUCell,
+    LSTMCell,
+    gru_update,
+    lstm_update,
+)
+
 __all__ = [
     "PARAMETRISATIONS",
     "VariationalLayer",
@@ -76,20 +85,36 @@ _TOL = 1e-12
 _K1, _K2, _K3 = 0.63576, 1.87320, 1.48695
 
 
+_CELLS = (GRUCell, LSTMCell, ElmanCell)
+
+
 def is_variational_candidate(node) -> bool:
     """Whether ``node`` is a layer the local reparameterisation applies to.
 
-    ``eqx.nn.Linear`` and every ``eqx.nn.Conv`` (Conv1d, Conv2d, ...).
+    ``eqx.nn.Linear``, every ``eqx.nn.Conv`` (Conv1d, Conv2d, ...) and the recurrent
+    cells :class:`probdyn.nn.GRUCell`, :class:`~probdyn.nn.LSTMCell` and
+    :class:`~probdyn.nn.ElmanCell` (both of their affine maps, one rate).
     """
-    return isinstance(node, (eqx.nn.Linear, eqx.nn.Conv))
+    return isinstance(node, (eqx.nn.Linear, eqx.nn.Conv, *_CELLS))
 
 
 def num_weights(layer: eqx.Module) -> int:
-    """Number of weights and biases of a Linear/Conv layer (what one rate governs)."""
+    """Number of weights and biases of a layer or cell (what one rate governs)."""
+    if isinstance(layer, _CELLS):
+        arrays = (layer.weight_ih, layer.weight_hh, layer.bias_ih, layer.bias_hh)
+        return int(sum(a.size for a in arrays if a is not None))
     n = int(layer.weight.size)
     if getattr(layer, "bias", None) is not None:
         n += int(layer.bias.size)
     return n
+
+
+def _affine_moments(weight, bias, x):
+    """``W x + b`` and ``W^2 x^2 + b^2`` of one affine map of a recurrent cell."""
+    m, v = weight @ x, (weight**2) @ (x**2)
+    if bias is not None:
+        m, v = m + bias, v + bias**2
+    return m, v
 
 
 def layer_moments(layer: eqx.Module, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -108,7 +133,7 @@ def layer_moments(layer: eqx.Module, x: jax.Array) -> tuple[jax.Array, jax.Array
     m, v : jax.Array
         Both of the layer's output shape.
     """
-    if not is_variational_candidate(layer):
+    if not isinstance(layer, (eqx.nn.Linear, eqx.nn.Conv)):
         raise TypeError(
             f"layer={type(layer).__name__} is not supported; expected eqx.nn.Linear or an "
             "eqx.nn.Conv layer"
@@ -120,18 +145,26 @@ def layer_moments(layer: eqx.Module, x: jax.Array) -> tuple[jax.Array, jax.Array
 
 
 class VariationalLayer(eqx.Module):
-    """A Linear/Conv layer whose output is drawn by the local reparameterisation.
+    """A Linear/Conv layer (or recurrent cell) whose output is drawn by the local
+    reparameterisation.
+
+    For a recurrent cell, the pre-activations of both affine maps (input-to-hidden and
+    hidden-to-hidden) are drawn, with one rate for the whole cell, and go through the
+    cell's gate arithmetic (:func:`probdyn.nn.gru_update`, :func:`probdyn.nn.lstm_update`);
+    the call is the cell's, ``layer(x, state) -> state``. The GRU draws its two maps
+    separately (its reset gate multiplies the hidden pre-activation), the LSTM and Elman
+    cells draw their sum (one draw of the summed pre-activation, the same distribution).
 
     Built by :class:`probdyn.nn.BARNN` and :class:`probdyn.nn.VariationalDropout` for one
     forward pass: it holds the rate and the key of that pass.
 
     Parameters
     ----------
-    layer : eqx.nn.Linear or eqx.nn.Conv
+    layer : eqx.nn.Linear, eqx.nn.Conv, GRUCell, LSTMCell or ElmanCell
         The deterministic layer (its weights are the posterior's scale parameters).
     log_alpha : jax.Array, shape () or broadcastable to the layer's output
         Log rate. For a convolution, shape ``(*spatial,)`` gives one rate per grid point;
-        for a Linear layer it must be a scalar (one per sample).
+        for a Linear layer or a cell it must be a scalar (one per sample).
     key : jax.Array or None
         Key of :math:`\\epsilon`; ``None`` gives the mean path (:math:`\\epsilon = 0`).
     parametrisation : {"barnn", "gaussian"}
@@ -155,9 +188,9 @@ class VariationalLayer(eqx.Module):
                 "an eqx.nn.Conv layer"
             )
         log_alpha = jnp.asarray(log_alpha)
-        if isinstance(layer, eqx.nn.Linear) and log_alpha.ndim > 0:
+        if isinstance(layer, (eqx.nn.Linear, *_CELLS)) and log_alpha.ndim > 0:
             raise ValueError(
-                f"log_alpha has shape {log_alpha.shape} for an eqx.nn.Linear layer; expected "
+                f"log_alpha has shape {log_alpha.shape} for a {type(layer).__name__}; expected "
                 "a scalar (one rate per sample); per-grid-point rates need a pointwise "
                 "convolution (eqx.nn.Conv1d with kernel size 1) on channel-first fields"
             )
@@ -166,16 +199,39 @@ class VariationalLayer(eqx.Module):
         self.key = key
         self.parametrisation = parametrisation
 
-    def __call__(self, x: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-        mean, var = layer_moments(self.layer, x)
+    def _draw(self, mean, var, key):
         alpha = jnp.exp(self.log_alpha).astype(mean.dtype)
-        if self.key is None:
+        if key is None:
             eps = jnp.zeros_like(mean)
         else:
-            eps = jax.random.normal(self.key, mean.shape, mean.dtype)
+            eps = jax.random.normal(key, mean.shape, mean.dtype)
         if self.parametrisation == "barnn":
             return alpha * mean + alpha * jnp.sqrt(var + _TOL) * eps
         return mean + jnp.sqrt(alpha * var + _TOL) * eps
+
+    def __call__(self, x: jax.Array, state=None, *, key: jax.Array | None = None):
+        if isinstance(self.layer, _CELLS):
+            return self._cell(x, state)
+        mean, var = layer_moments(self.layer, x)
+        return self._draw(mean, var, self.key)
+
+    def _cell(self, x, state):
+        cell = self.layer
+        h = state[0] if isinstance(cell, LSTMCell) else state
+        cell._check(x, h)
+        a_m, a_v = _affine_moments(cell.weight_ih, cell.bias_ih, x)
+        b_m, b_v = _affine_moments(cell.weight_hh, cell.bias_hh, h)
+        if isinstance(cell, GRUCell):
+            k_a, k_b = (None, None) if self.key is None else jax.random.split(self.key)
+            return gru_update(self._draw(a_m, a_v, k_a), self._draw(b_m, b_v, k_b), h)
+        pre = self._draw(a_m + b_m, a_v + b_v, self.key)
+        if isinstance(cell, LSTMCell):
+            return lstm_update(pre, state[1])
+        return _elman(cell, pre)
+
+
+def _elman(cell, pre):
+    return _ELMAN_NONLINEARITIES[cell.nonlinearity](pre)
 
 
 def tvamp_kl(log_alpha: ArrayLike, axis: int = 0) -> jax.Array:

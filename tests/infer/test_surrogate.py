@@ -276,3 +276,23 @@ def test_csgld_and_long_sghmc_predictive_is_calibrated(ar_problem):
         surrogate.model, *windows, method="sghmc", num_warmup=1000, step_size=2e-3, **common
     )
     _check_predictive(surrogate, idata, ar_problem, num_eff=500, mean_tol=0.3)
+
+
+def test_surrogate_rollout_compiles_once(vectors, monkeypatch):
+    import probdyn.infer.surrogate as surrogate_module
+
+    traces = []
+    original = surrogate_module._increment
+
+    def counting(*args):
+        traces.append(1)  # runs only while tracing
+        return original(*args)
+
+    monkeypatch.setattr(surrogate_module, "_increment", counting)
+    surrogate = AutoregressiveSurrogate(_mlp(), method="deterministic")
+    first = surrogate.rollout(vectors[:2, 0], 7, rng_key=jax.random.PRNGKey(0))
+    assert len(traces) == 1
+    # another network of the same structure (fitted weights): the same program
+    second = surrogate.rollout(vectors[:2, 0], 7, rng_key=jax.random.PRNGKey(0), network=_mlp(5))
+    assert len(traces) == 1
+    assert not np.allclose(first.samples, second.samples)

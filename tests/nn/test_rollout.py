@@ -75,3 +75,22 @@ def test_rollout_errors():
         )
     with pytest.raises(ValueError, match="num_timesteps=0"):
         rollout(step, jnp.zeros((1, 2)), 0, rng_key=jax.random.PRNGKey(0))
+
+
+def test_second_call_reuses_the_compiled_rollout():
+    traces = []
+
+    def step(member, t, u, key):
+        traces.append(1)  # runs only while tracing
+        return member * u + jax.random.normal(key, u.shape)
+
+    u0 = jnp.ones((2, 3))
+    first = rollout(step, u0, 4, rng_key=jax.random.PRNGKey(0), members=jnp.array([0.5, 2.0]))
+    assert len(traces) == 1
+    # new member values and key, same shapes: no new trace, and the new values are used
+    second = rollout(step, u0, 4, rng_key=jax.random.PRNGKey(1), members=jnp.array([1.0, 3.0]))
+    assert len(traces) == 1
+    assert not np.allclose(first.samples, second.samples)
+    # a different length is a new program
+    rollout(step, u0, 5, rng_key=jax.random.PRNGKey(0), members=jnp.array([0.5, 2.0]))
+    assert len(traces) == 2

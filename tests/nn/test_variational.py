@@ -226,3 +226,82 @@ def test_errors_name_the_argument(mlp):
     barnn = BARNN(mlp, in_channels=3, width=4, depth=1, key=jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="u has shape"):
         barnn(0, jnp.zeros((2, 16)), key=None)
+
+
+def _cell_weight_draw(cell, alpha, key):
+    """A cell with explicit weights drawn from N(alpha W, alpha^2 W^2) (the reference)."""
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    keys = jax.random.split(key, 4)
+    drawn = [
+        alpha * getattr(cell, n) * (1 + jax.random.normal(k, getattr(cell, n).shape))
+        for n, k in zip(names, keys, strict=True)
+    ]
+    return eqx.tree_at(lambda c: [getattr(c, n) for n in names], cell, drawn)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "lstm",
+        pytest.param("gru", marks=pytest.mark.slow),
+        pytest.param("elman", marks=pytest.mark.slow),
+    ],
+)
+def test_variational_cells_match_weight_sampling(kind):
+    from probdyn.nn import ElmanCell, GRUCell, LSTMCell
+
+    num_mc = 4000
+    k_cell, k_x, k_mc1, k_mc2 = jax.random.split(jax.random.PRNGKey(10), 4)
+    cls = {"gru": GRUCell, "lstm": LSTMCell, "elman": ElmanCell}[kind]
+    cell = cls(3, 2, key=k_cell)
+    x = jax.random.normal(k_x, (3,))
+    h = jnp.array([0.4, -0.8])
+    state = (h, jnp.array([0.3, 0.1])) if kind == "lstm" else h
+    alpha = 0.6
+
+    def first(out):
+        return out[0] if kind == "lstm" else out
+
+    by_weights = jax.jit(jax.vmap(lambda k: first(_cell_weight_draw(cell, alpha, k)(x, state))))(
+        jax.random.split(k_mc1, num_mc)
+    )
+    by_layer = jax.jit(
+        jax.vmap(lambda k: first(VariationalLayer(cell, jnp.log(alpha), k)(x, state)))
+    )(jax.random.split(k_mc2, num_mc))
+    a, b = np.asarray(by_weights, float), np.asarray(by_layer, float)
+    se_mean = np.sqrt((a.var(0) + b.var(0)) / num_mc)
+    se_var = np.sqrt((a.var(0) ** 2 + b.var(0) ** 2) * 2.0 / num_mc) * 2  # heavier tails
+    np.testing.assert_array_less(np.abs(a.mean(0) - b.mean(0)), 5 * se_mean)
+    np.testing.assert_array_less(np.abs(a.var(0) - b.var(0)), 5 * se_var)
+    assert float(b.var(0).min()) > 1e-4  # the noise is visible
+    # the mean path at unit rate is the deterministic cell; one rate governs every weight
+    np.testing.assert_allclose(
+        first(VariationalLayer(cell, 0.0, None)(x, state)), first(cell(x, state)), atol=1e-6
+    )
+    assert num_weights(cell) == cell.weight_ih.size + cell.weight_hh.size + 2 * cell.bias_ih.size
+
+
+def test_barnn_wraps_probdyn_lstm_cell():
+    from probdyn.nn import LSTMCell
+
+    class Step(eqx.Module):
+        cell: LSTMCell
+        readout: eqx.nn.Linear
+
+        def __call__(self, x, state):
+            h, c = self.cell(x, state)
+            return self.readout(h), (h, c)
+
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(11), 3)
+    step = Step(LSTMCell(3, 4, key=k1), eqx.nn.Linear(4, 2, key=k2))
+    barnn = BARNN(step, in_channels=4, width=4, depth=1, key=k3)
+    assert barnn.num_layers == 2
+    assert barnn.num_weights == (4 * 4 * (3 + 4) + 2 * 16, 4 * 2 + 2)
+    x, state = jnp.array([0.2, -0.5, 1.0]), (jnp.full(4, 0.1), jnp.zeros(4))
+    zeros = jnp.zeros(2)
+    run = eqx.filter_jit(lambda m, k: m.apply(x, zeros, state, key=k))
+    got, _ = run(barnn, None)
+    want, _ = step(x, state)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    noisy, _ = run(barnn, jax.random.PRNGKey(0))
+    assert float(jnp.max(jnp.abs(noisy - want))) > 1e-3
