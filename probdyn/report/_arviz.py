@@ -190,9 +190,8 @@ def summary_table(obj: Any, var_names: Sequence[str] | None = None, kind: str = 
     columns ``mean``, ``sd``, ``ess_bulk``, ``ess_tail``, ``r_hat`` (the last three only
     for ``kind="all"``); the interval columns differ (HDI on 0.x, ETI on 1.x).
     """
-    _check(obj)
     names = list(var_names) if var_names is not None else None
-    return az.summary(obj, var_names=names, kind=kind)
+    return az.summary(as_result(obj), var_names=names, kind=kind)
 
 
 def plot_trace_figure(obj: Any, var_names: Sequence[str], figsize: tuple[float, float]):
@@ -201,7 +200,7 @@ def plot_trace_figure(obj: Any, var_names: Sequence[str], figsize: tuple[float, 
     ArviZ 0.x draws into axes we make (``plot_trace(compact=True)``); ArviZ 1.x builds its
     own figure (``plot_trace_dist``), which is detached from pyplot before it is returned.
     """
-    _check(obj)
+    obj = as_result(obj)
     if ARVIZ_1:
         pc = az.plot_trace_dist(
             _indexed(obj),
@@ -224,7 +223,7 @@ def plot_rank_into(obj: Any, var_names: Sequence[str], num_elements: int, figsiz
     ArviZ 0.x: rank histograms per chain (``plot_rank``); ArviZ 1.x: the rank-ECDF
     difference plot with simultaneous envelope (``plot_rank``, Säilynoja et al. 2022).
     """
-    _check(obj)
+    obj = as_result(obj)
     if ARVIZ_1:
         pc = az.plot_rank(
             _indexed(obj),

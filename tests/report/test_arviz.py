@@ -149,3 +149,25 @@ def test_plots_need_no_coordinates():
     assert len(fig.axes) == 2
     fig = _arviz.plot_rank_into(result, ["theta"], 2, figsize=(6, 2))
     assert len(fig.axes) == 2
+
+
+def test_report_accepts_a_datatree_and_a_result():
+    """Either version's result object goes into probdyn.report (a DataTree also on 0.x)."""
+    from probdyn.report import plot_rank, plot_trace, pointwise_log_predictive_density, summary
+
+    rng = np.random.default_rng(2)
+    groups = _groups()
+    groups["log_likelihood"] = xr.Dataset(
+        {"y": (("chain", "draw", "time"), rng.normal(size=(2, 40, 3)))},
+        coords={"chain": [0, 1], "draw": np.arange(40), "time": [0.0, 0.5, 1.5]},
+    )
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs.update(ATTRS)
+    for obj in (tree, make_result(groups, ATTRS)):
+        res = summary(obj)
+        assert res.num_chains == 2 and res.num_draws == 40 and res.num_divergences == 0
+        assert list(res.table.index)[:2] == ["mu", "x[0.0]"]
+        lpd = pointwise_log_predictive_density(obj)
+        assert lpd.dims == ("time",) and lpd.shape == (3,)
+        assert len(plot_trace(obj, var_names=["mu"]).axes) == 2
+        assert len(plot_rank(obj, var_names=["x"]).axes) == 3
