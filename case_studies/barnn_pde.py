@@ -61,6 +61,7 @@ from numpyro.infer import init_to_value
 from probdyn.infer.surrogate import AutoregressiveSurrogate, add_rollouts, make_windows
 from probdyn.models import pde
 from probdyn.nn import BARNN, FNO1d, VariationalDropout
+from probdyn.report import add_groups
 from probdyn.report.ensemble import calibration_curve, rollout_metrics
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
@@ -387,7 +388,8 @@ def _equation(eq, cfg, methods, key, seed, log):
                 idata, ens, truth=np.asarray(test), space_dims=("channel", "space")
             )
             rates = _dropout_rates(det["barnn_net"], ens.samples)
-            idata_barnn.add_groups(
+            add_groups(
+                idata_barnn,
                 {
                     "posterior": xr.Dataset(
                         {
@@ -398,7 +400,7 @@ def _equation(eq, cfg, methods, key, seed, log):
                         },
                         coords={"time": np.asarray(ens.times)},
                     )
-                }
+                },
             )
     return dict(
         data=data, test=np.asarray(test[:, :, 0]), results=results, ensembles=ensembles

@@ -53,6 +53,7 @@ from numpyro.contrib.module import eqx_module
 from probdyn.infer.surrogate import AutoregressiveSurrogate
 from probdyn.models import grammar
 from probdyn.nn import BARNN, LSTMCell
+from probdyn.report import add_groups
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import doc_as_markdown, study_parser
 
@@ -349,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"  {METHODS[method]:24s} " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()))
         if method == "barnn":
             idata_barnn = idata
-            idata_barnn.add_groups(
+            add_groups(
+                idata_barnn,
                 {
                     "posterior": xr.Dataset(
                         {
@@ -359,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                             )
                         }
                     )
-                }
+                },
             )
     idata_barnn.to_netcdf(out / "idata.nc")
     metrics = {

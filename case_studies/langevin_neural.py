@@ -121,7 +121,7 @@ def _latent_r2(model, pred, data, ev, t_obs):
 
 def _idata(model, pred, data, ev, heldout, t_obs):
     """Langevin posterior draws for the first evaluation trials and held-out log-likelihoods."""
-    import arviz as az
+    from probdyn.report import to_inference_data
 
     n = min(MAX_IDATA_TRIALS, pred.rates.shape[0])
     d = model.dynamics.latent_dim
@@ -131,7 +131,7 @@ def _idata(model, pred, data, ev, heldout, t_obs):
     ll = np.asarray(lf.poisson_log_prob(rates, spikes[None])).astype(np.float32)
     co = dict(model.dynamics.coefficients())
     T = spikes.shape[1]
-    return az.from_dict(
+    return to_inference_data(
         posterior={"q": states[None, ..., :d], "v": states[None, ..., d:]},
         log_likelihood={
             "heldout_neurons": ll[None, :, :, :t_obs][..., heldout],

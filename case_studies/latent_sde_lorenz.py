@@ -54,6 +54,7 @@ import optax
 
 from probdyn.infer.latent_sde import LatentSDEELBO, linear_kl_schedule
 from probdyn.models import lorenz as lz
+from probdyn.report import add_groups, get_group
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.scores import crps, interval_coverage
 from probdyn.report.study import doc_as_markdown, study_parser
@@ -297,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # keep the stored posterior small: latent paths of the first 64 training sequences
     keep = min(64, num_train)
-    idata.posterior = idata.posterior.isel(sequences=slice(0, keep))
+    add_groups(idata, {"posterior": get_group(idata, "posterior").isel(sequences=slice(0, keep))})
     idata.to_netcdf(out / "idata.nc")
 
     metrics = {

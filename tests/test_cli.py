@@ -90,11 +90,12 @@ def test_run_unknown_name_lists_available(fake_studies, capsys):
 
 
 def test_report_command(tmp_path, capsys):
-    import arviz as az
     import numpy as np
 
+    from probdyn.report import to_inference_data, to_netcdf
+
     rng = np.random.default_rng(0)
-    az.from_dict(posterior={"mu": rng.normal(size=(2, 50))}).to_netcdf(tmp_path / "idata.nc")
+    to_netcdf(to_inference_data({"mu": rng.normal(size=(2, 50))}), tmp_path / "idata.nc")
     assert main(["report", str(tmp_path)]) == 0
     assert f"wrote {tmp_path / 'report.md'}" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "missing")]) == 1

@@ -21,7 +21,6 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,6 +34,7 @@ from probdyn import case_studies
 from probdyn.cli import main as cli_main
 from probdyn.infer.fit import fit
 from probdyn.infer.particle import particle_filter
+from probdyn.report.idata import to_inference_data
 from probdyn.report.sbc import sbc
 from probdyn.report.summary import summary
 
@@ -94,7 +94,7 @@ def _summary_idata(case):
         stats["lp"] = np.where(np.arange(200) == 4, -np.inf, 0.0) * np.ones((2, 1))
     elif case == "tree_depth":
         stats["tree_depth"] = np.full((2, 200), 10)
-    return az.from_dict(posterior=post, sample_stats=stats)
+    return to_inference_data(post, sample_stats=stats)
 
 
 def _summary(case, **kwargs):

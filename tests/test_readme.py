@@ -37,7 +37,9 @@ GROUPS = {
         # the README promises rates close to (1, 6)
         assert abs(float(rates[0]) - 1.0) < 0.6 and abs(float(rates[1]) - 6.0) < 1.5, rates
         assert float((path == states).mean()) > 0.8
-        assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
+        from probdyn.report import group_names  # InferenceData (ArviZ 0.x) or DataTree (1.x)
+
+        assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(group_names(idata))
         assert idata.posterior["rates"].dims == ("chain", "draw", "state")
         assert idata.observed_data["y"].dims == ("time",)
         loss = idata_svi.sample_stats["loss"].values

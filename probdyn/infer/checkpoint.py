@@ -2,7 +2,7 @@
 
 A checkpoint at ``path`` (e.g. ``"run.nc"``) is two files:
 
-- ``path`` itself, a netCDF InferenceData readable with :func:`arviz.from_netcdf` at any
+- ``path`` itself, a netCDF ArviZ result readable with :func:`arviz.from_netcdf` at any
   time: the draws so far while running (root attribute ``probdyn_checkpoint="partial"``),
   the full result once done (``"complete"``), with the run's fingerprint as JSON in the
   root attribute ``probdyn_fingerprint``;
@@ -43,11 +43,13 @@ from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+
+from probdyn.report import _arviz as _az
+from probdyn.report._arviz import Result
 
 __all__ = ["Checkpoint", "describe", "fingerprint"]
 
@@ -261,11 +263,8 @@ def _encode(payload: Mapping[str, Any], fp: Mapping[str, str]) -> dict[str, np.n
     return members
 
 
-def _load_netcdf(path: Path) -> az.InferenceData:
-    idata = az.from_netcdf(str(path))
-    for group in idata.groups():
-        getattr(idata, group).load()
-    return idata
+def _load_netcdf(path: Path) -> Result:
+    return _az.from_netcdf(path)
 
 
 class Checkpoint:
@@ -349,7 +348,7 @@ class Checkpoint:
         except Exception:  # noqa: BLE001 - not a netCDF file, or a truncated one
             return None
 
-    def load_complete(self) -> az.InferenceData | None:
+    def load_complete(self) -> Result | None:
         """The finished result if ``path`` holds one for this run, else None.
 
         Raises
@@ -481,13 +480,13 @@ class Checkpoint:
             rebuilt.append(jax.random.wrap_key_data(arr, impl=timpl) if timpl else arr)
         return jax.tree.unflatten(treedef, rebuilt)
 
-    def _attrs(self, idata: az.InferenceData, status: str, done: int) -> az.InferenceData:
+    def _attrs(self, idata: Result, status: str, done: int) -> Result:
         idata.attrs["probdyn_checkpoint"] = status
         idata.attrs["probdyn_fingerprint"] = json.dumps(self.fp, sort_keys=True)
         idata.attrs["probdyn_draws_done"] = int(done)
         return idata
 
-    def save_progress(self, payload: dict, partial: az.InferenceData | None, done: int) -> None:
+    def save_progress(self, payload: dict, partial: Result | None, done: int) -> None:
         """Write the state file, then the partial netCDF, each atomically."""
         members = _encode(payload, self.fp)
 
@@ -498,12 +497,14 @@ class Checkpoint:
         _atomic_write(self.state_path, write_state)
         if partial is not None:
             self._attrs(partial, "partial", done)
-            _atomic_write(self.path, lambda tmp: partial.to_netcdf(tmp))
+            _atomic_write(self.path, lambda tmp: _az.to_netcdf(partial, tmp))
 
-    def save_complete(self, idata: az.InferenceData, done: int) -> None:
+    def save_complete(self, idata: Result, done: int) -> None:
         """Write the final result to ``path`` and remove the state file."""
-        out = az.InferenceData(attrs=dict(idata.attrs), **{g: idata[g] for g in idata.groups()})
+        out = _az.make_result(
+            {g: _az.get_group(idata, g) for g in _az.group_names(idata)}, idata.attrs
+        )
         self._attrs(out, "complete", done)
-        _atomic_write(self.path, lambda tmp: out.to_netcdf(tmp))
+        _atomic_write(self.path, lambda tmp: _az.to_netcdf(out, tmp))
         if self.state_path.exists():
             os.remove(self.state_path)

@@ -1,7 +1,8 @@
 """One front door for inference: ``probdyn.fit(model, *args, method=...)`` -> InferenceData.
 
-Every method (NUTS, HMC, SVI, SGLD, SGHMC, SGNHT, cSGLD, PMMH) returns an
-:class:`arviz.InferenceData` with the same groups and named dims, and every method can
+Every method (NUTS, HMC, SVI, SGLD, SGHMC, SGNHT, cSGLD, PMMH) returns the installed
+ArviZ's result (:class:`arviz.InferenceData` on ArviZ 0.x, :class:`xarray.DataTree` on
+ArviZ 1.x) with the same groups and named dims, and every method can
 checkpoint to disk and resume bit-identically after the process is killed.
 """
 
@@ -32,6 +33,7 @@ from probdyn.infer.prior import prior_groups
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
 from probdyn.report.hidden import add_hidden_states
+from probdyn.report._arviz import Result
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.pointwise import pointwise_log_likelihood
 
@@ -192,8 +194,8 @@ def fit(
     checkpoint_every: int | None = None,
     progress_bar: bool = True,
     **options: Any,
-) -> az.InferenceData:
-    r"""Fit a NumPyro model and return an :class:`arviz.InferenceData`.
+) -> Result:
+    r"""Fit a NumPyro model and return the installed ArviZ's result.
 
     Parameters
     ----------
@@ -300,9 +302,10 @@ def fit(
 
     Returns
     -------
-    arviz.InferenceData
-        Groups (arrays have leading dims ``(chain, draw)`` of sizes ``(num_chains,
-        num_samples // thinning)`` unless noted):
+    arviz.InferenceData or xarray.DataTree
+        Whichever the installed ArviZ calls its result (0.x / 1.x). Groups (arrays
+        have leading dims ``(chain, draw)`` of sizes ``(num_chains, num_samples //
+        thinning)`` unless noted):
 
         - ``posterior``: latent and deterministic sites, constrained.
         - ``sample_stats``: NUTS/HMC ``diverging``, ``n_steps``, ``acceptance_rate``,

@@ -63,6 +63,7 @@ from numpyro.distributions import constraints
 
 from probdyn.nn.barnn import BARNN, VariationalDropout
 from probdyn.nn.rollout import RolloutEnsemble, rollout
+from probdyn.report import _arviz as _az
 
 __all__ = [
     "SURROGATE_METHODS",
@@ -493,12 +494,8 @@ def add_rollouts(
         if truth.shape != samples.shape[1:]:
             raise ValueError(f"truth has shape {truth.shape}; expected {samples.shape[1:]}")
         groups["observed_data"] = xr.Dataset({name: xr.DataArray(truth, dims=dims)}, coords=coords)
-    for group in list(groups):
-        if group in idata.groups():
-            if group == "observed_data":
-                merged = idata[group].copy()
-                merged[name] = groups[group][name]
-                groups[group] = merged
-            delattr(idata, group)
-    idata.add_groups(groups)
-    return idata
+    if "observed_data" in groups and _az.has_group(idata, "observed_data"):
+        merged = _az.get_group(idata, "observed_data").copy()
+        merged[name] = groups["observed_data"][name]
+        groups["observed_data"] = merged
+    return _az.add_groups(idata, groups)

@@ -1,5 +1,16 @@
-"""Reporting: InferenceData conversion, diagnostics, calibration, scores and plots."""
+"""Reporting: ArviZ results, diagnostics, calibration, scores and plots."""
 
+from probdyn.report._arviz import (
+    ARVIZ_1,
+    Result,
+    add_groups,
+    as_result,
+    from_netcdf,
+    get_group,
+    group_names,
+    has_group,
+    to_netcdf,
+)
 from probdyn.report.coverage import ReplicateCoverage, replicate_coverage
 from probdyn.report.ensemble import (
     METRIC_NAMES,
@@ -66,6 +77,15 @@ from probdyn.report.scores import (
 from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
 
 __all__ = [
+    "ARVIZ_1",
+    "Result",
+    "add_groups",
+    "as_result",
+    "from_netcdf",
+    "get_group",
+    "group_names",
+    "has_group",
+    "to_netcdf",
     "GENERATED_MARKER",
     "add_hidden_states",
     "hidden_state_sites",

@@ -1,10 +1,11 @@
-"""Draws to :class:`arviz.InferenceData` with named dims and coords.
+"""Draws to an ArviZ result with named dims and coords.
 
 Two public functions:
 
 - :func:`to_inference_data` assembles groups from dicts of arrays (draws carry leading
   ``(chain, draw)`` axes) and names every axis, deterministically (no timestamps), so the
-  same inputs give a bit-identical object.
+  same inputs give a bit-identical object: an :class:`arviz.InferenceData` under ArviZ 0.x,
+  an :class:`xarray.DataTree` under ArviZ 1.x (see :mod:`probdyn.report._arviz`).
 - :func:`model_dims` reads the dims a NumPyro model implies for each site from one
   abstract trace (no array computation): plate names for batch axes, a site's
   ``infer={"event_dims": [...]}`` for event axes, and ``"time"`` for the leading event
@@ -18,13 +19,14 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import arviz as az
 import jax
 import numpy as np
 import xarray as xr
 from numpyro import distributions as dist
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_sample
+
+from probdyn.report._arviz import Result, make_result
 
 __all__ = ["model_dims", "to_inference_data"]
 
@@ -258,8 +260,8 @@ def to_inference_data(
     coords: Mapping[str, Any] | None = None,
     attrs: Mapping[str, Any] | None = None,
     auxiliary: Sequence[str] = (),
-) -> az.InferenceData:
-    """Build an :class:`arviz.InferenceData` from dicts of arrays, with named axes.
+) -> Result:
+    """Build the installed ArviZ's result from dicts of arrays, with named axes.
 
     Parameters
     ----------
@@ -285,7 +287,7 @@ def to_inference_data(
     coords : dict of str to 1-D array, optional
         Coordinate values per dim; other dims get ``0, 1, ..., n - 1``.
     attrs : dict, optional
-        Attributes of the InferenceData (strings or numbers, so they survive netCDF).
+        Attributes of the result (strings or numbers, so they survive netCDF).
     auxiliary : sequence of str
         Variables to mark ``attrs["probdyn_role"] = "auxiliary"`` in every group (e.g.
         the noise increments of ``sde_path``): kept, but left out of
@@ -293,8 +295,10 @@ def to_inference_data(
 
     Returns
     -------
-    arviz.InferenceData
-        With the groups given (empty ones left out). No timestamp is added.
+    arviz.InferenceData or xarray.DataTree
+        :class:`arviz.InferenceData` under ArviZ 0.x, :class:`xarray.DataTree` (one child
+        per group) under ArviZ 1.x; with the groups given (empty ones left out). No
+        timestamp is added.
 
     Raises
     ------
@@ -333,4 +337,4 @@ def to_inference_data(
         for name in auxiliary:
             if name in ds.data_vars:
                 ds[name].attrs["probdyn_role"] = "auxiliary"
-    return az.InferenceData(attrs=dict(attrs or {}), **groups)
+    return make_result(groups, attrs)

@@ -18,6 +18,8 @@ from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 from scipy import stats
 
+from probdyn.report import _arviz as _az
+
 __all__ = [
     "plot_predictive_bands",
     "plot_rank",
@@ -345,7 +347,7 @@ def select_plot_vars(idata, max_elements: int = 8, max_vars: int = 8) -> list[st
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         With a ``posterior`` group.
     max_elements : int
         Variables with more scalar elements per draw (e.g. latent trajectories) are skipped.
@@ -356,7 +358,8 @@ def select_plot_vars(idata, max_elements: int = 8, max_vars: int = 8) -> list[st
     -------
     list of str
     """
-    post = idata.posterior
+    _check_idata(idata)
+    post = _az.get_group(idata, "posterior")
     out = []
     for name, da in post.data_vars.items():
         if da.attrs.get("probdyn_role") == "auxiliary":
@@ -368,7 +371,7 @@ def select_plot_vars(idata, max_elements: int = 8, max_vars: int = 8) -> list[st
 
 
 def _num_elements(idata, var_names: list[str]) -> int:
-    post = idata.posterior
+    post = _az.get_group(idata, "posterior")
     total = 0
     for name in var_names:
         sizes = post[name].sizes
@@ -377,10 +380,10 @@ def _num_elements(idata, var_names: list[str]) -> int:
 
 
 def _check_idata(idata) -> None:
-    if not hasattr(idata, "posterior"):
+    if not _az.has_group(idata, "posterior"):
         raise ValueError(
-            "idata must be an arviz.InferenceData with a posterior group; "
-            f"got {type(idata).__name__}"
+            "idata must be an ArviZ result (InferenceData or DataTree) with a posterior "
+            f"group; got {type(idata).__name__}"
         )
 
 
@@ -398,7 +401,7 @@ def plot_trace(idata, path: str | Path | None = None, var_names: list[str] | Non
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         With a ``posterior`` group of dims ``("chain", "draw", ...)``.
     path : str or Path, optional
         Where to save the PNG.
@@ -408,16 +411,13 @@ def plot_trace(idata, path: str | Path | None = None, var_names: list[str] | Non
     Returns
     -------
     matplotlib.figure.Figure
-        ``2 * len(var_names)`` axes (density and trace per variable).
+        ``2 * len(var_names)`` axes (density and trace per variable). ArviZ 0.x draws
+        the density as a KDE, ArviZ 1.x as an ECDF (``plot_trace_dist``).
     """
-    import arviz as az
-
     var_names = _plot_vars(idata, var_names)
-    fig = Figure(figsize=(9, 2.0 * len(var_names)))
-    axes = fig.subplots(len(var_names), 2, squeeze=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        az.plot_trace(idata, var_names=var_names, compact=True, axes=axes, show=False)
+        fig = _az.plot_trace_figure(idata, var_names, figsize=(9, 2.0 * len(var_names)))
     fig.tight_layout()
     return _save(fig, path)
 
@@ -427,7 +427,7 @@ def plot_rank(idata, path: str | Path | None = None, var_names: list[str] | None
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         With a ``posterior`` group of dims ``("chain", "draw", ...)``.
     path : str or Path, optional
         Where to save the PNG.
@@ -437,21 +437,16 @@ def plot_rank(idata, path: str | Path | None = None, var_names: list[str] | None
     Returns
     -------
     matplotlib.figure.Figure
-        One axis per scalar element of the selected variables.
+        One axis per scalar element of the selected variables: rank histograms per
+        chain on ArviZ 0.x, rank-ECDF differences with a simultaneous band on ArviZ 1.x.
     """
-    import arviz as az
-
     var_names = _plot_vars(idata, var_names)
     n = _num_elements(idata, var_names)
     ncols = min(3, n)
     nrows = int(np.ceil(n / ncols))
-    fig = Figure(figsize=(3.4 * ncols, 2.4 * nrows))
-    grid = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax in grid[n:]:
-        fig.delaxes(ax)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        az.plot_rank(idata, var_names=var_names, ax=grid[:n], show=False)
+        fig = _az.plot_rank_into(idata, var_names, n, figsize=(3.4 * ncols, 2.4 * nrows))
     fig.tight_layout()
     return _save(fig, path)
 

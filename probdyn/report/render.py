@@ -103,8 +103,7 @@ def render_report(path: str | Path, *, title: str | None = None, make_figures: b
     ValueError
         If ``idata.nc`` cannot be read (truncated, corrupt, not netCDF).
     """
-    import arviz as az
-
+    from probdyn.report._arviz import from_netcdf, has_group
     from probdyn.report.summary import summary
 
     folder, idata_path = _resolve(Path(path))
@@ -118,7 +117,7 @@ def render_report(path: str | Path, *, title: str | None = None, make_figures: b
             )
 
     try:
-        idata = az.from_netcdf(idata_path)
+        idata = from_netcdf(idata_path)
     except Exception as err:  # noqa: BLE001 - h5py/netCDF4/xarray raise many kinds
         raise ValueError(
             f"path={str(path)!r}: {str(idata_path)!r} is not a readable netCDF InferenceData "
@@ -127,7 +126,7 @@ def render_report(path: str | Path, *, title: str | None = None, make_figures: b
     diag = summary(idata)
     written = []
 
-    if make_figures and hasattr(idata, "posterior"):
+    if make_figures and has_group(idata, "posterior"):
         from probdyn.report.plots import plot_rank, plot_trace, select_plot_vars
 
         if select_plot_vars(idata):

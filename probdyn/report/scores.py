@@ -15,6 +15,8 @@ import xarray as xr
 from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
+from probdyn.report import _arviz as _az
+
 __all__ = [
     "CRPSResult",
     "CoverageResult",
@@ -238,7 +240,7 @@ def pointwise_log_predictive_density(idata, var_name: str | None = None) -> xr.D
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         Must have a ``log_likelihood`` group with dims ``("chain", "draw", ...)``.
     var_name : str, optional
         Observed site; may be omitted when ``log_likelihood`` holds a single variable.
@@ -248,11 +250,11 @@ def pointwise_log_predictive_density(idata, var_name: str | None = None) -> xr.D
     xarray.DataArray, shape (...)
         :func:`lpd` of every observation, keeping the observation dims (e.g. ``"time"``).
     """
-    if not hasattr(idata, "log_likelihood"):
-        raise ValueError(
-            f"idata must have a log_likelihood group; got groups {list(idata.groups())}"
-        )
-    names = list(idata.log_likelihood.data_vars)
+    if not _az.has_group(idata, "log_likelihood"):
+        got = _az.group_names(idata) if _az.is_result(idata) else type(idata).__name__
+        raise ValueError(f"idata must have a log_likelihood group; got {got}")
+    log_lik = _az.get_group(idata, "log_likelihood")
+    names = list(log_lik.data_vars)
     if var_name is None:
         if len(names) != 1:
             raise ValueError(
@@ -262,7 +264,7 @@ def pointwise_log_predictive_density(idata, var_name: str | None = None) -> xr.D
         var_name = names[0]
     if var_name not in names:
         raise ValueError(f"var_name must be one of {names}; got {var_name!r}")
-    da = idata.log_likelihood[var_name]
+    da = log_lik[var_name]
     other_dims = [d for d in da.dims if d not in ("chain", "draw")]
     values = lpd(da)
     coords = {d: da.coords[d] for d in other_dims if d in da.coords}

@@ -8,9 +8,10 @@ import re
 import warnings
 from dataclasses import dataclass, field
 
-import arviz as az
 import numpy as np
 import pandas as pd
+
+from probdyn.report import _arviz as _az
 
 __all__ = ["Summary", "ebfmi", "elbo_relative_change", "summary"]
 
@@ -289,7 +290,7 @@ def summary(
 
     Parameters
     ----------
-    idata : arviz.InferenceData
+    idata : arviz.InferenceData or xarray.DataTree
         Output of :func:`probdyn.infer.fit` (or ``arviz.from_numpyro``) with a
         ``posterior`` group of dims ``("chain", "draw", ...)`` and optionally
         ``sample_stats`` (``diverging``, ``energy`` for NUTS/HMC; ``loss`` with dim
@@ -354,12 +355,12 @@ def summary(
         or max_tree_depth < 1
     ):
         raise ValueError(f"max_tree_depth={max_tree_depth!r} is not valid; expected an int >= 1")
-    if not hasattr(idata, "posterior"):
+    if not _az.has_group(idata, "posterior"):
         raise ValueError(
-            "idata must be an arviz.InferenceData with a posterior group; "
-            f"got {type(idata).__name__}"
+            "idata must be an ArviZ result (InferenceData or DataTree) with a posterior "
+            f"group; got {type(idata).__name__}"
         )
-    post = idata.posterior
+    post = _az.get_group(idata, "posterior")
     if var_names is not None:
         missing = [v for v in var_names if v not in post.data_vars]
         if missing:
@@ -371,8 +372,8 @@ def summary(
         # auxiliary sites (e.g. sde_path noise increments) only when asked for by name
         var_names = [v for v in post.data_vars if not _is_auxiliary(post[v])] or None
     num_chains, num_draws = int(post.sizes["chain"]), int(post.sizes["draw"])
-    stats = idata.sample_stats if hasattr(idata, "sample_stats") else None
-    method = idata.attrs.get("method") if hasattr(idata, "attrs") else None
+    stats = _az.get_group(idata, "sample_stats") if _az.has_group(idata, "sample_stats") else None
+    method = idata.attrs.get("method")
     if method is None and post.attrs.get("method"):
         method = post.attrs.get("method")
     is_svi = (stats is not None and "loss" in stats) or str(method).lower().startswith("svi")
@@ -383,7 +384,7 @@ def summary(
     is_sg = str(method).lower() in _SG_METHODS
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ArviZ warns on 1 chain or constant values
-        table = az.summary(idata, var_names=var_names, kind="all" if check_mcmc else "stats")
+        table = _az.summary_table(idata, var_names, kind="all" if check_mcmc else "stats")
 
     constant = _constant_rows(post, table, var_names)
     if check_mcmc and num_chains < 2:

@@ -15,6 +15,7 @@ from jax.scipy.stats import poisson
 from probdyn.infer.fit import fit
 from probdyn.infer.particle import pf_likelihood, reaction_transition
 from probdyn.infer.pmmh import PMMH
+from probdyn.report import group_names
 
 STOICH = np.array([[1], [-1]])
 REACTANTS = np.array([[0], [1]])
@@ -88,7 +89,7 @@ def test_posterior_matches_quadrature(idata, exact_posterior):
 
 
 def test_groups_and_stats(idata):
-    assert set(idata.groups()) == {"posterior", "sample_stats", "observed_data"}
+    assert set(group_names(idata)) == {"posterior", "sample_stats", "observed_data"}
     assert idata.posterior["a"].shape == (2, 2000)
     stats = idata.sample_stats
     assert set(stats.data_vars) == {

@@ -7,6 +7,7 @@ import numpyro.distributions as dist
 import pytest
 import xarray as xr
 
+from probdyn.report._arviz import group_names
 from probdyn.report.idata import model_dims, to_inference_data
 
 T = 6
@@ -86,7 +87,7 @@ def test_to_inference_data_groups_dims_coords():
         coords={"time": times},
         attrs={"method": "test"},
     )
-    assert set(idata.groups()) == {
+    assert set(group_names(idata)) == {
         "posterior",
         "sample_stats",
         "log_likelihood",

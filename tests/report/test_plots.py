@@ -1,9 +1,9 @@
 """Tests for probdyn.report.plots: files are written, axes counted, bad shapes rejected."""
 
-import arviz as az
 import numpy as np
 import pytest
 
+from probdyn.report.idata import to_inference_data
 from probdyn.report.plots import (
     plot_predictive_bands,
     plot_rank,
@@ -59,8 +59,8 @@ def test_state_posterior(tmp_path):
 @pytest.fixture(scope="module")
 def idata():
     rng = np.random.default_rng(2)
-    return az.from_dict(
-        posterior={
+    return to_inference_data(
+        {
             "mu": rng.normal(size=(2, 100)),
             "theta": rng.normal(size=(2, 100, 2)),
             "path": rng.normal(size=(2, 100, 50)),  # long trajectory: skipped by default

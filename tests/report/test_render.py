@@ -2,17 +2,17 @@
 
 import json
 
-import arviz as az
 import numpy as np
 import pytest
 
+from probdyn.report.idata import to_inference_data
 from probdyn.report.render import GENERATED_MARKER, render_report
 
 
 def _write_idata(folder):
     rng = np.random.default_rng(0)
-    idata = az.from_dict(
-        posterior={"mu": rng.normal(size=(2, 200)), "sigma": 1 + rng.random((2, 200))},
+    idata = to_inference_data(
+        {"mu": rng.normal(size=(2, 200)), "sigma": 1 + rng.random((2, 200))},
         sample_stats={
             "diverging": np.zeros((2, 200), bool),
             "energy": rng.normal(size=(2, 200)),

@@ -1,12 +1,12 @@
 """Tests for probdyn.report.sbc: rank statistics against brute force, the chi-squared test
 on exact conjugate posteriors, and the full loop with a stand-in and with the real fit."""
 
-import arviz as az
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
 
+from probdyn.report.idata import to_inference_data
 from probdyn.report.sbc import (
     SBCResult,
     default_num_bins,
@@ -84,7 +84,7 @@ def _exact_fit(model, *args, method, model_kwargs, seed, num_chains, num_samples
     y = np.asarray(model_kwargs["y"])
     scale = model_kwargs.get("prior_scale", 1.0)
     mu = _exact_posterior(y, scale, (num_chains, num_samples), rng)
-    idata = az.from_dict(posterior={"mu": mu})
+    idata = to_inference_data({"mu": mu})
     idata.attrs["method"] = method
     return idata
 

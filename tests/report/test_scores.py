@@ -129,12 +129,12 @@ def test_lpd_logmeanexp_stable():
 
 
 def test_pointwise_lpd_from_idata():
-    import arviz as az
+    from probdyn.report import to_inference_data
 
     rng = np.random.default_rng(6)
     ll = rng.normal(size=(2, 30, 5))
-    idata = az.from_dict(
-        posterior={"mu": rng.normal(size=(2, 30))},
+    idata = to_inference_data(
+        {"mu": rng.normal(size=(2, 30))},
         log_likelihood={"y": ll},
         dims={"y": ["time"]},
         coords={"time": np.arange(5) * 0.1},
