@@ -25,14 +25,6 @@ SLOW_SMOKE = {"barnn_sequences"}  # three LSTM fits compile: ~90 s of one core
 # Studies without a --smoke size yet, and why (skipped); the goal is none.
 NO_SMOKE = {
     "hmm_emulator": "has --tiny; its owner gives it --smoke",
-    "double_well": "--smoke being added",
-    "flashing_ratchet": "--smoke being added",
-    "hmm_regimes": "--smoke being added",
-    "ion_channel": "--smoke being added",
-    "langevin_neural": "--smoke being added",
-    "latent_sde_lorenz": "--smoke being added",
-    "lotka_volterra_ssa": "--smoke being added",
-    "sir_epidemic": "--smoke being added",
 }
 
 

@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "SIZE_NAMES",
     "chosen_size",
+    "size_note",
     "doc_as_markdown",
     "interval_rows",
     "interval_table_markdown",
@@ -112,6 +113,31 @@ def chosen_size(
     else:
         size = "full"
     return size, dict(sizes[size])
+
+
+def size_note(size: str) -> str:
+    """A line for a report's result section saying which size ran (empty for the full run).
+
+    Parameters
+    ----------
+    size : str
+        One of :data:`SIZE_NAMES`.
+
+    Returns
+    -------
+    str
+        Markdown bullet, or ``""`` for ``"full"``.
+    """
+    if size not in SIZE_NAMES:
+        raise ValueError(f"size must be one of {SIZE_NAMES}; got {size!r}")
+    if size == "smoke":
+        return (
+            "- **smoke run** (`--smoke`): tiny sizes that test the pipeline; "
+            "the numbers below mean nothing"
+        )
+    if size == "quick":
+        return "- quick run (`--quick`): smaller data and fewer draws than the full study"
+    return ""
 
 
 def doc_as_markdown(doc: str) -> str:

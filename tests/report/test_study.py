@@ -42,5 +42,10 @@ def test_sizes_smoke_quick_full_and_exclusive(capsys):
     plain = study_parser("demo", "Demo.\n")
     plain.add_argument("--smoke", action="store_true")
     assert plain.parse_args(["--smoke"]).smoke
+    from probdyn.report.study import size_note
+
+    assert "mean nothing" in size_note("smoke") and size_note("full") == ""
+    with pytest.raises(ValueError, match="size must be one of"):
+        size_note("tiny")
     with pytest.raises(ValueError, match="sizes must be a mapping with keys"):
         study_parser("demo", "Demo.\n", sizes={"quick": {}, "full": {}})
