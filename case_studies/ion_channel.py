@@ -10,10 +10,10 @@ Question
 
 Data
     Synthetic, with known truth: rates (k_CO, k_OC, k_OI, k_IO) = (1, 3, 0.5, 0.2) per ms,
-    open current 1 pA, noise sd 0.3 pA; T = 800 samples (200 with ``--quick``, 40 with
+    open current 1 pA, noise sd 0.3 pA; T = 800 samples (300 with ``--quick``, 40 with
     ``--smoke``) at exponentially distributed gaps of mean 0.25 ms. The coverage study
-    repeats the experiment on 50 replicate data sets (T = 300 each, 500 draws; 20 data sets
-    of T = 100 and 150 draws with ``--quick``; NUTS tree depth capped at 8, 5 with
+    repeats the experiment on 50 replicate data sets (T = 300 each, 500 draws; 10 data sets
+    of T = 60 and 100 draws with ``--quick``; NUTS tree depth capped at 8, 4 with
     ``--quick``, since the replicates run as one vmapped program).
 
 Model
@@ -68,8 +68,8 @@ SIZES = {
         replicates=50, reps_T=300, reps_draws=500, depth=8,
     ),
     "quick": dict(
-        T=200, num_warmup=300, num_samples=300, num_chains=2,
-        replicates=20, reps_T=100, reps_draws=150, depth=5,
+        T=300, num_warmup=200, num_samples=200, num_chains=2,
+        replicates=10, reps_T=60, reps_draws=100, depth=4,
     ),
     "smoke": dict(
         T=40, num_warmup=30, num_samples=30, num_chains=2,
@@ -100,7 +100,7 @@ def _parse(argv):
         "--replicates",
         type=int,
         default=None,
-        help="data sets in the coverage study (default 50; 20 with --quick, 2 with --smoke)",
+        help="data sets in the coverage study (default 50; 10 with --quick, 2 with --smoke)",
     )
     return p.parse_args(argv)
 

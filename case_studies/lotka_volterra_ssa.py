@@ -9,12 +9,12 @@ Question
 Data
     Synthetic, with known truth (c1, c2, c3) = (1, 0.005, 0.6) from (prey, predator) =
     (50, 100) at t = 0: one Gillespie path, observed at t = 1..30 with noise sd 10 on both
-    counts (t = 1..20 with ``--quick``, t = 1..5 with ``--smoke``).
+    counts (t = 1..10 with ``--quick``, t = 1..5 with ``--smoke``).
 
 Model
     ``probdyn.models.lotka_volterra``: a ``probdyn.ReactionNetwork`` with log-normal priors
     (medians (0.8, 0.004, 0.5), sd 0.5 on the log scale); the likelihood is a
-    ``probdyn.infer.pf_likelihood`` site (bootstrap filter, 200 particles, 100 with
+    ``probdyn.infer.pf_likelihood`` site (bootstrap filter, 200 particles, 64 with
     ``--quick``, Gillespie propagation between observations) and the rates are sampled
     with ``probdyn.fit(method="pmmh")`` (adaptive random walk on the log-rates), the
     chains started at a gradient-matching estimate (least squares on log-count
@@ -56,7 +56,7 @@ NAME = "lotka_volterra_ssa"
 # Sizes: observation times, particles, PMMH warmup/draws (2 chains).
 SIZES = {
     "full": dict(T=30, num_particles=200, num_warmup=1500, num_samples=3000),
-    "quick": dict(T=20, num_particles=100, num_warmup=300, num_samples=600),
+    "quick": dict(T=10, num_particles=64, num_warmup=200, num_samples=400),
     "smoke": dict(T=5, num_particles=16, num_warmup=20, num_samples=20),
 }
 
