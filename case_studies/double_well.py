@@ -11,7 +11,8 @@ Data
     Synthetic, with known truth theta = 1 (wells at +-1, barrier 1/4), sigma = 0.6: one
     path from x = -1 simulated with Euler-Maruyama at dt = 0.01 (standing in for the
     continuous SDE) on t in [0, 100] (101 observations, 6 switches at seed 0; [0, 80],
-    81 observations and 3 switches with ``--quick``), observed with N(0, 0.15^2) noise.
+    81 observations and 3 switches with ``--quick``; [0, 20] with ``--smoke``), observed
+    with N(0, 0.15^2) noise.
 
 Model
     ``probdyn.models.double_well``: log theta ~ N(0, 1), log sigma ~ N(log 0.5, 0.75),
@@ -55,10 +56,12 @@ from probdyn.kernels import sde as K_
 from probdyn.models import double_well as dw
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    size_note,
     study_parser,
 )
 
@@ -67,10 +70,26 @@ SUBSTEPS = 10
 THRESHOLD = 0.5
 SIM_DT = 0.01  # Euler step of the data and of the switching-rate simulations
 SAVE_DT = 0.1  # grid on which switches are counted
+# Sizes: observation horizon, NUTS warmup/draws/chains, posterior draws and horizon of the
+# switching-rate simulations, simulated paths at the truth.
+SIZES = {
+    "full": dict(
+        horizon=100.0, num_warmup=1000, num_samples=1000, num_chains=4,
+        rate_draws=400, rate_horizon=2000.0, truth_paths=400,
+    ),
+    "quick": dict(
+        horizon=80.0, num_warmup=400, num_samples=400, num_chains=2,
+        rate_draws=100, rate_horizon=1000.0, truth_paths=100,
+    ),
+    "smoke": dict(
+        horizon=20.0, num_warmup=30, num_samples=30, num_chains=2,
+        rate_draws=10, rate_horizon=100.0, truth_paths=10,
+    ),
+}  # fmt: skip
 
 
 def _parse(argv):
-    p = study_parser(NAME, __doc__, "shorter record, fewer draws (about a minute)")
+    p = study_parser(NAME, __doc__, "shorter record, fewer draws (about a minute)", sizes=SIZES)
     p.add_argument(
         "--compare-forward",
         action="store_true",
@@ -211,6 +230,7 @@ def _report(out: Path, m, rows, diagnostics_md: str):
         "",
         "## Result",
         "",
+        size_note(m["size"]),
         f"- R-hat max (theta, sigma): **{m['rhat_max']:.4f}**; over every latent site: "
         f"**{m['rhat_max_latent']:.4f}**; bulk ESS min: **{m['ess_bulk_min']:.0f}**; "
         f"divergences: **{m['divergences']}**; mean leapfrog steps per draw: "
@@ -272,12 +292,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    horizon = 80.0 if args.quick else 100.0
-    num_warmup, num_samples = (400, 400) if args.quick else (1000, 1000)
-    num_chains = args.num_chains or (2 if args.quick else 4)
-    rate_draws, rate_horizon = (100, 1000.0) if args.quick else (400, 2000.0)
-    truth_paths = 100 if args.quick else 400
-    compare = (not args.quick) if args.compare_forward is None else args.compare_forward
+    size, cfg = chosen_size(args, SIZES)
+    horizon, num_warmup, num_samples = cfg["horizon"], cfg["num_warmup"], cfg["num_samples"]
+    num_chains = args.num_chains or cfg["num_chains"]
+    rate_draws, rate_horizon = cfg["rate_draws"], cfg["rate_horizon"]
+    truth_paths = cfg["truth_paths"]
+    compare = (size == "full") if args.compare_forward is None else args.compare_forward
 
     times = np.arange(0.0, horizon + 0.5, 1.0)
     sub = int(round(1.0 / SIM_DT))
@@ -315,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     q05, q95 = np.quantile(sim_rates, [0.05, 0.95])
     latent = ["log_theta", "log_sigma", "state", "bridge_noise"]
     metrics = {
+        "size": size,
         "num_obs": len(times),
         "horizon": horizon,
         "num_chains": num_chains,

@@ -10,8 +10,8 @@ Question
 
 Data
     Synthetic, with known truth V = 2 kT, r = 1: T = 400 observations (150 with
-    ``--quick``) at exponentially distributed gaps of mean 1 (about one hop between
-    observations).
+    ``--quick``, 40 with ``--smoke``) at exponentially distributed gaps of mean 1 (about
+    one hop between observations).
 
 Model
     ``probdyn.models.flashing_ratchet``: ``probdyn.processes.ObservedCTMC`` over the 6
@@ -45,15 +45,23 @@ from probdyn.models import flashing_ratchet as fr
 from probdyn.processes.ctmc import MarkovJumpProcess, ObservedCTMC
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    size_note,
     study_parser,
 )
 
 NAME = "flashing_ratchet"
 MEAN_GAP = 1.0
+# Sizes: observations, NUTS warmup/draws/chains, posterior draws for the hidden potential.
+SIZES = {
+    "full": dict(T=400, num_warmup=1000, num_samples=1000, num_chains=4, draws=200),
+    "quick": dict(T=150, num_warmup=300, num_samples=300, num_chains=2, draws=200),
+    "smoke": dict(T=40, num_warmup=30, num_samples=30, num_chains=2, draws=20),
+}
 
 
 def _process(V, r, times):
@@ -143,6 +151,7 @@ def _report(out: Path, metrics, rows, diagnostics_md: str):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
         f"- R-hat max: **{metrics['rhat_max']:.4f}**, bulk ESS min: "
         f"**{metrics['ess_bulk_min']:.0f}**, divergences: **{metrics['divergences']}**",
         f"- true values inside the 90% interval: **{metrics['coverage_90']:.0%}** of "
@@ -179,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     from probdyn import fit
     from probdyn.report import summary
 
-    args = study_parser(NAME, __doc__, "smaller data, fewer draws (< 1 min)").parse_args(argv)
+    parser = study_parser(NAME, __doc__, "smaller data, fewer draws (< 2 min)", sizes=SIZES)
+    args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    T = 150 if args.quick else 400
-    num_warmup, num_samples = (300, 300) if args.quick else (1000, 1000)
-    num_chains = args.num_chains or (2 if args.quick else 4)
+    size, cfg = chosen_size(args, SIZES)
+    T, num_warmup, num_samples = cfg["T"], cfg["num_warmup"], cfg["num_samples"]
+    num_chains = args.num_chains or cfg["num_chains"]
 
     times, states, sites = simulate(args.seed, T)
     t0 = time.perf_counter()
@@ -209,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     truth = _truth()
     rows = interval_rows(samples, truth)
     diagnostics = summary(idata, var_names=["V", "r"])
-    p_on = _on_probability(samples, jnp.asarray(times), jnp.asarray(sites))
+    p_on = _on_probability(samples, jnp.asarray(times), jnp.asarray(sites), cfg["draws"])
 
     # one continuous-time hidden path at the posterior mean, given the data
     d = _process(samples["V"].mean(), samples["r"].mean(), jnp.asarray(times))
@@ -224,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     path_arrays = (np.asarray(decoded.states)[:n], np.asarray(decoded.times)[:n])
 
     metrics = {
+        "size": size,
         "num_obs": T,
         "num_chains": num_chains,
         "num_samples": num_samples,

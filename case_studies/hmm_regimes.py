@@ -6,8 +6,8 @@ Question
     per-regime rates, the transition matrix and the regime at each time step?
 
 Data
-    Synthetic, with known truth: T = 400 counts (200 with ``--quick``) from a sticky
-    3-state Markov chain with Poisson emissions, rates (2, 8, 20).
+    Synthetic, with known truth: T = 400 counts (200 with ``--quick``, 60 with ``--smoke``)
+    from a sticky 3-state Markov chain with Poisson emissions, rates (2, 8, 20).
 
 Model
     ``probdyn.DiscreteHMM`` with ordered rates (r_0 ~ Gamma, increments ~ Gamma, so label
@@ -42,10 +42,12 @@ import numpyro.distributions as dist
 from probdyn import DiscreteHMM
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    size_note,
     study_parser,
 )
 
@@ -60,6 +62,13 @@ TRUE_A = np.array(
 )
 TRUE_PI = np.array([1.0, 1.0, 1.0]) / 3
 STATE_NAMES = ["quiet", "active", "burst"]
+# Sizes: time steps, NUTS warmup/draws/chains, posterior draws for state probabilities and
+# replicates. --smoke exercises every step in seconds (its numbers mean nothing).
+SIZES = {
+    "full": dict(T=400, num_warmup=1000, num_samples=1000, num_chains=4, draws=200, reps=400),
+    "quick": dict(T=200, num_warmup=400, num_samples=400, num_chains=2, draws=200, reps=400),
+    "smoke": dict(T=60, num_warmup=30, num_samples=30, num_chains=2, draws=20, reps=40),
+}
 
 
 def model(y=None, num_timesteps=None):
@@ -90,7 +99,8 @@ def simulate(seed: int, num_timesteps: int):
 
 
 def _parse(argv):
-    return study_parser(NAME, __doc__, "smaller data and fewer draws (< 1 min)").parse_args(argv)
+    p = study_parser(NAME, __doc__, "smaller data and fewer draws (< 1 min)", sizes=SIZES)
+    return p.parse_args(argv)
 
 
 def _conditional_replicates(samples, y, seed, num_draws=400):
@@ -175,6 +185,7 @@ def _report(out: Path, metrics, rows, diagnostics_md: str):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
         f"- R-hat max: **{metrics['rhat_max']:.4f}**, "
         f"bulk ESS min: **{metrics['ess_bulk_min']:.0f}**, "
         f"divergences: **{metrics['divergences']}**",
@@ -229,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    T = 200 if args.quick else 400
-    num_warmup, num_samples = (400, 400) if args.quick else (1000, 1000)
-    num_chains = args.num_chains or (2 if args.quick else 4)
+    size, cfg = chosen_size(args, SIZES)
+    T, num_warmup, num_samples = cfg["T"], cfg["num_warmup"], cfg["num_samples"]
+    num_chains = args.num_chains or cfg["num_chains"]
 
     states, y = simulate(args.seed, T)
     t0 = time.perf_counter()
@@ -271,9 +282,10 @@ def main(argv: list[str] | None = None) -> int:
     # p(z_t | y): the per-draw smoothed marginals averaged over the posterior
     state_probs = idata.hidden_states["y_probs"].mean(("chain", "draw")).values
     rows = _interval_table(samples)
-    replicates = _conditional_replicates(samples, y, args.seed + 2)
+    replicates = _conditional_replicates(samples, y, args.seed + 2, cfg["reps"])
     coverage = interval_coverage(replicates, y, levels=(0.5, 0.9))
     metrics = {
+        "size": size,
         "num_timesteps": T,
         "num_chains": num_chains,
         "num_samples": num_samples,

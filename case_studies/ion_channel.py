@@ -10,11 +10,11 @@ Question
 
 Data
     Synthetic, with known truth: rates (k_CO, k_OC, k_OI, k_IO) = (1, 3, 0.5, 0.2) per ms,
-    open current 1 pA, noise sd 0.3 pA; T = 800 samples (300 with ``--quick``) at
-    exponentially distributed gaps of mean 0.25 ms. The coverage study repeats the
-    experiment on 50 replicate data sets (T = 300 each, 500 draws; T = 150 and 200 draws
-    with ``--quick``; NUTS tree depth capped at 8, 6 with ``--quick``, since the replicates
-    run as one vmapped program).
+    open current 1 pA, noise sd 0.3 pA; T = 800 samples (300 with ``--quick``, 40 with
+    ``--smoke``) at exponentially distributed gaps of mean 0.25 ms. The coverage study
+    repeats the experiment on 50 replicate data sets (T = 300 each, 500 draws; 10 data sets
+    of T = 60 and 100 draws with ``--quick``; NUTS tree depth capped at 8, 4 with
+    ``--quick``, since the replicates run as one vmapped program).
 
 Model
     ``probdyn.models.ion_channel``: ``probdyn.processes.ObservedCTMC`` with the C <-> O <-> I
@@ -49,15 +49,33 @@ from probdyn.models import ion_channel as ic
 from probdyn.processes.ctmc import ObservedCTMC
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    size_note,
     study_parser,
 )
 
 NAME = "ion_channel"
 MEAN_GAP = 0.25
+# Sizes: samples, NUTS warmup/draws/chains of the main fit, and the coverage study's
+# replicate data sets, samples per replicate, warmup = draws per replicate and tree depth.
+SIZES = {
+    "full": dict(
+        T=800, num_warmup=1000, num_samples=1000, num_chains=4,
+        replicates=50, reps_T=300, reps_draws=500, depth=8,
+    ),
+    "quick": dict(
+        T=300, num_warmup=200, num_samples=200, num_chains=2,
+        replicates=10, reps_T=60, reps_draws=100, depth=4,
+    ),
+    "smoke": dict(
+        T=40, num_warmup=30, num_samples=30, num_chains=2,
+        replicates=2, reps_T=20, reps_draws=10, depth=3,
+    ),
+}  # fmt: skip
 
 
 def simulate(seed: int, num_obs: int):
@@ -77,8 +95,13 @@ def simulate(seed: int, num_obs: int):
 
 
 def _parse(argv):
-    p = study_parser(NAME, __doc__, "smaller data, fewer draws (< 2 min)")
-    p.add_argument("--replicates", type=int, default=50, help="data sets in the coverage study")
+    p = study_parser(NAME, __doc__, "smaller data, fewer draws (< 2 min)", sizes=SIZES)
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="data sets in the coverage study (default 50; 10 with --quick, 2 with --smoke)",
+    )
     return p.parse_args(argv)
 
 
@@ -198,6 +221,7 @@ def _report(out: Path, metrics, rows, cov, diagnostics_md: str):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
         f"- R-hat max: **{metrics['rhat_max']:.4f}**, bulk ESS min: "
         f"**{metrics['ess_bulk_min']:.0f}**, divergences: **{metrics['divergences']}**",
         f"- true values inside the 90% interval: **{metrics['coverage_90']:.0%}** of "
@@ -251,9 +275,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    T = 300 if args.quick else 800
-    num_warmup, num_samples = (300, 300) if args.quick else (1000, 1000)
-    num_chains = args.num_chains or (2 if args.quick else 4)
+    size, cfg = chosen_size(args, SIZES)
+    T, num_warmup, num_samples = cfg["T"], cfg["num_warmup"], cfg["num_samples"]
+    num_chains = args.num_chains or cfg["num_chains"]
 
     times, states, y = simulate(args.seed, T)
     t0 = time.perf_counter()
@@ -287,11 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = _interval_rows(samples)
 
     t1 = time.perf_counter()
-    reps_T, reps_draws, depth = (150, 200, 6) if args.quick else (300, 500, 8)
-    cov = _coverage_study(args.seed, args.replicates, reps_T, reps_draws, reps_draws, depth)
+    reps_T, reps_draws, depth = cfg["reps_T"], cfg["reps_draws"], cfg["depth"]
+    num_reps = args.replicates or cfg["replicates"]
+    cov = _coverage_study(args.seed, num_reps, reps_T, reps_draws, reps_draws, depth)
     coverage_seconds = time.perf_counter() - t1
 
     metrics = {
+        "size": size,
         "num_obs": T,
         "num_chains": num_chains,
         "num_samples": num_samples,

@@ -15,7 +15,8 @@ Data
     step 0.003) cut into trials at random start points, each coordinate centred and
     scaled into [-1, 1]; N neurons with log-rates C z + b, C ~ N(0, 0.8^2), baseline 15 Hz
     in 20 ms bins, Poisson counts. Full run: 500 trials x 80 bins x 80 neurons (400
-    training trials, 100 evaluation trials); ``--quick``: 150 x 50 x 40 (100 / 50). 20% of
+    training trials, 100 evaluation trials); ``--quick``: 150 x 50 x 40 (100 / 50);
+    ``--smoke``: 12 x 10 x 10 (8 / 4). 20% of
     the neurons are held out and the last 20% of the bins are forecast.
 
 Model
@@ -56,7 +57,7 @@ import numpy as np
 
 from probdyn.models import langevin_flow as lf
 from probdyn.report.output import prepare_output_dir, record_outputs
-from probdyn.report.study import doc_as_markdown, study_parser
+from probdyn.report.study import chosen_size, doc_as_markdown, size_note, study_parser
 
 NAME = "langevin_neural"
 MODELS = ("langevin", "lds", "latent_sde")
@@ -66,32 +67,26 @@ FORECAST_FRACTION = 0.2
 MAX_IDATA_TRIALS = 25
 
 
-def _config(quick: bool) -> dict:
-    if quick:
-        return dict(
-            num_trials=150,
-            num_eval=50,
-            num_timesteps=50,
-            num_neurons=40,
-            hidden_size=32,
-            num_steps=500,
-            batch_size=16,
-            num_samples=10,
-        )
-    return dict(
-        num_trials=500,
-        num_eval=100,
-        num_timesteps=80,
-        num_neurons=80,
-        hidden_size=64,
-        num_steps=2500,
-        batch_size=32,
-        num_samples=20,
-    )
+# Sizes: trials (all / evaluation), bins, neurons, GRU width, training steps per model,
+# minibatch, posterior samples per evaluation trial.
+SIZES = {
+    "full": dict(
+        num_trials=500, num_eval=100, num_timesteps=80, num_neurons=80,
+        hidden_size=64, num_steps=2500, batch_size=32, num_samples=20,
+    ),
+    "quick": dict(
+        num_trials=150, num_eval=50, num_timesteps=50, num_neurons=40,
+        hidden_size=32, num_steps=500, batch_size=16, num_samples=10,
+    ),
+    "smoke": dict(
+        num_trials=12, num_eval=4, num_timesteps=10, num_neurons=10,
+        hidden_size=4, num_steps=5, batch_size=4, num_samples=2,
+    ),
+}  # fmt: skip
 
 
 def _parse(argv):
-    p = study_parser(NAME, __doc__, "smaller population, fewer steps (< 2 min)")
+    p = study_parser(NAME, __doc__, "smaller population, fewer steps (< 2 min)", sizes=SIZES)
     p.add_argument("--num-steps", type=int, default=None, help="training steps per model")
     return p.parse_args(argv)
 
@@ -272,6 +267,8 @@ def _report(out: Path, metrics):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
+        "",
         f"{metrics['num_train_trials']} training and {metrics['num_eval_trials']} evaluation "
         f"trials, {metrics['num_timesteps']} bins ({metrics['num_observed_bins']} observed, "
         f"{metrics['num_timesteps'] - metrics['num_observed_bins']} forecast), "
@@ -330,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    cfg = _config(args.quick)
+    size, cfg = chosen_size(args, SIZES)
     if args.num_steps is not None:
         cfg["num_steps"] = args.num_steps
     data = lf.simulate_lorenz_population(
@@ -388,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     spikes_ev = data.spikes[ev]
     metrics = {
         "seed": args.seed,
-        "quick": bool(args.quick),
+        "size": size,
+        "quick": size == "quick",
         "num_train_trials": int(len(tr)),
         "num_eval_trials": int(len(ev)),
         "num_timesteps": int(T),

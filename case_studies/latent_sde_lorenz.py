@@ -12,7 +12,8 @@ Data
     simulated with Milstein steps of ~1e-3 and observed at 100 equally spaced times on
     [0, 2]. Every coordinate is normalised by the training set's mean and sd over paths and
     time, then observed with Gaussian noise of sd 0.01. 1,024 training and 128 test paths
-    (128 and 32 with ``--quick``), as in torchsde's ``examples/latent_sde_lorenz.py``.
+    (128 and 32 with ``--quick``), as in torchsde's ``examples/latent_sde_lorenz.py``;
+    ``--smoke``: 8 and 4 paths of 20 points, networks of width 8-16.
 
 Model
     ``probdyn.models.lorenz.build_latent_sde``: a latent SDE in R^4 with z_0 ~ N(0, I), an
@@ -57,17 +58,37 @@ from probdyn.models import lorenz as lz
 from probdyn.report import add_groups, get_group
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.scores import crps, interval_coverage
-from probdyn.report.study import doc_as_markdown, study_parser
+from probdyn.report.study import chosen_size, doc_as_markdown, size_note, study_parser
 
 NAME = "latent_sde_lorenz"
 COORDS = ("x", "y", "z")
 #: Fraction of each test path that is encoded before forecasting the rest.
 CONTEXT_FRACTION = 0.75
+# Sizes: paths, observation times, SVI steps, posterior draws kept per training path,
+# posterior / forecast paths per test sequence, ELBO particles, prior sample paths, and
+# the network widths (None: build_latent_sde's defaults).
+SIZES = {
+    "full": dict(
+        num_train=1024, num_test=128, num_timesteps=100, num_steps=2000, num_draws=8,
+        num_paths=100, num_particles_eval=16, num_prior=128, nets={},
+    ),
+    "quick": dict(
+        num_train=128, num_test=32, num_timesteps=100, num_steps=300, num_draws=4,
+        num_paths=50, num_particles_eval=4, num_prior=64, nets={},
+    ),
+    "smoke": dict(
+        num_train=8, num_test=4, num_timesteps=20, num_steps=5, num_draws=2,
+        num_paths=5, num_particles_eval=2, num_prior=4,
+        nets=dict(hidden_size=16, context_dim=8, encoder_size=8),
+    ),
+}  # fmt: skip
 
 
 def _parse(argv):
-    p = study_parser(NAME, __doc__, "fewer paths and optimisation steps (< 2 min)")
-    p.add_argument("--num-steps", type=int, default=None, help="SVI steps (default 2000/300)")
+    p = study_parser(NAME, __doc__, "fewer paths and optimisation steps (< 2 min)", sizes=SIZES)
+    p.add_argument(
+        "--num-steps", type=int, default=None, help="SVI steps (default 2000; 300 --quick)"
+    )
     p.add_argument("--batch-size", type=int, default=64, help="sequences per minibatch")
     return p.parse_args(argv)
 
@@ -196,6 +217,7 @@ def _report(out: Path, metrics):
         "",
         "## Result",
         "",
+        size_note(m["size"]),
         f"- {m['num_train']} training / {m['num_test']} test paths of {m['num_timesteps']} "
         f"points; {m['num_steps']} SVI steps, minibatch {m['batch_size']}, fit "
         f"{m['fit_seconds']:.0f} s (compilation included)",
@@ -238,19 +260,19 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    quick = args.quick
-    num_train, num_test = (128, 32) if quick else (1024, 128)
-    num_steps = args.num_steps or (300 if quick else 2000)
+    size, cfg = chosen_size(args, SIZES)
+    num_train, num_test = cfg["num_train"], cfg["num_test"]
+    num_steps = args.num_steps or cfg["num_steps"]
     batch_size = min(args.batch_size, num_train)
-    num_draws = 4 if quick else 8  # posterior draws of every training path kept in idata
-    num_paths = 50 if quick else 100  # posterior / forecast paths per test sequence
+    num_draws = cfg["num_draws"]  # posterior draws of every training path kept in idata
+    num_paths = cfg["num_paths"]  # posterior / forecast paths per test sequence
     kl_steps = max(1, num_steps // 3)
 
     key = jax.random.PRNGKey(args.seed)
     k_data, k_net, k_eval = jax.random.split(key, 3)
-    data = lz.make_dataset(k_data, num_train, num_test)
+    data = lz.make_dataset(k_data, num_train, num_test, num_timesteps=cfg["num_timesteps"])
     times = data.times
-    sde = lz.build_latent_sde(k_net, times)
+    sde = lz.build_latent_sde(k_net, times, **cfg["nets"])
 
     t0 = time.perf_counter()
     schedule = optax.exponential_decay(1e-2, 1, 0.1 ** (1 / num_steps))
@@ -274,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     params = sde.params_from_idata(idata)
 
     k_elbo, k_rec, k_fc, k_prior = jax.random.split(k_eval, 4)
-    num_particles_eval = 4 if quick else 16
+    num_particles_eval = cfg["num_particles_eval"]
     test = jnp.asarray(data.test)
     test_elbo = _test_elbo(sde, params, times, test, k_elbo, num_particles_eval)
     train_sub = jnp.asarray(data.train[:num_test])
@@ -292,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     score = crps(np.moveaxis(fc_draws, 2, 1), np.moveaxis(truth_f, 1, 0))
     persistence = data.test[:, n_ctx - 1 : n_ctx]
 
-    prior = _prior_samples(sde, params, times, k_prior, max(num_test, 64))
+    prior = _prior_samples(sde, params, times, k_prior, cfg["num_prior"])
     loss = idata.sample_stats["loss"].values
     k5 = max(1, len(loss) // 20)
 
@@ -302,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     idata.to_netcdf(out / "idata.nc")
 
     metrics = {
+        "size": size,
         "seed": args.seed,
         "num_train": num_train,
         "num_test": num_test,

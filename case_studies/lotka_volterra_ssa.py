@@ -9,12 +9,12 @@ Question
 Data
     Synthetic, with known truth (c1, c2, c3) = (1, 0.005, 0.6) from (prey, predator) =
     (50, 100) at t = 0: one Gillespie path, observed at t = 1..30 with noise sd 10 on both
-    counts (t = 1..20 with ``--quick``).
+    counts (t = 1..10 with ``--quick``, t = 1..5 with ``--smoke``).
 
 Model
     ``probdyn.models.lotka_volterra``: a ``probdyn.ReactionNetwork`` with log-normal priors
     (medians (0.8, 0.004, 0.5), sd 0.5 on the log scale); the likelihood is a
-    ``probdyn.infer.pf_likelihood`` site (bootstrap filter, 200 particles, 100 with
+    ``probdyn.infer.pf_likelihood`` site (bootstrap filter, 200 particles, 64 with
     ``--quick``, Gillespie propagation between observations) and the rates are sampled
     with ``probdyn.fit(method="pmmh")`` (adaptive random walk on the log-rates), the
     chains started at a gradient-matching estimate (least squares on log-count
@@ -43,14 +43,22 @@ from probdyn.infer.particle import particle_filter, reaction_transition
 from probdyn.models import lotka_volterra as lv
 from probdyn.report.output import prepare_output_dir, record_outputs
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    size_note,
     study_parser,
 )
 
 NAME = "lotka_volterra_ssa"
+# Sizes: observation times, particles, PMMH warmup/draws (2 chains).
+SIZES = {
+    "full": dict(T=30, num_particles=200, num_warmup=1500, num_samples=3000),
+    "quick": dict(T=10, num_particles=64, num_warmup=200, num_samples=400),
+    "smoke": dict(T=5, num_particles=16, num_warmup=20, num_samples=20),
+}
 
 
 def simulate(seed: int, num_obs: int):
@@ -164,6 +172,7 @@ def _report(out: Path, metrics, rows):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
         f"- true rates inside the 90% interval: **{metrics['coverage_90']:.0%}** of 3",
         "- chains started at the gradient-matching estimate ("
         + ", ".join(f"{c:.4g}" for c in metrics["pilot_estimate"])
@@ -201,11 +210,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from probdyn import fit
 
-    args = study_parser(NAME, __doc__, "shorter series, fewer particles and draws").parse_args(argv)
+    parser = study_parser(NAME, __doc__, "shorter series, fewer particles and draws", sizes=SIZES)
+    args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    T = 20 if args.quick else 30
-    num_particles = 100 if args.quick else 200
-    num_warmup, num_samples = (300, 600) if args.quick else (1500, 3000)
+    size, cfg = chosen_size(args, SIZES)
+    T, num_particles = cfg["T"], cfg["num_particles"]
+    num_warmup, num_samples = cfg["num_warmup"], cfg["num_samples"]
     num_chains = args.num_chains or 2
 
     times, states, counts = simulate(args.seed, T)
@@ -241,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     mean_rates = jnp.asarray(rates.mean(0))
     lls = _loglik_runs(mean_rates, tj, cj, num_particles, args.seed + 3)
     metrics = {
+        "size": size,
         "num_obs": T,
         "num_chains": num_chains,
         "num_samples": num_samples,

@@ -20,7 +20,8 @@ Model
     of (log beta, log gamma) with ``probdyn.kernels.cme.cme_log_likelihood`` (forward
     algorithm over the 2-D master equation on S + I <= N, uniformization); PMMH
     (``probdyn.fit(method="pmmh")``) samples the same posterior with a bootstrap particle
-    filter of 200 particles (100 with ``--quick``), propagated by Gillespie's algorithm or
+    filter of 200 particles (100 with ``--quick``, 16 with ``--smoke``; the exact grid is
+    32 x 32, 16 x 16 and 6 x 6), propagated by Gillespie's algorithm or
     by tau-leaping with a step of half a day.
 
 What the result should show
@@ -46,10 +47,22 @@ import numpy as np
 
 from probdyn.models import sir
 from probdyn.report.output import prepare_output_dir, record_outputs
-from probdyn.report.study import doc_as_markdown, max_over, study_parser
+from probdyn.report.study import (
+    chosen_size,
+    doc_as_markdown,
+    max_over,
+    size_note,
+    study_parser,
+)
 
 NAME = "sir_epidemic"
 DAYS = 30
+# Sizes: PMMH warmup/draws (2 chains, each likelihood), exact-grid points per axis, particles.
+SIZES = {
+    "full": dict(num_warmup=2000, num_samples=4000, n_grid=32, num_particles=200),
+    "quick": dict(num_warmup=400, num_samples=800, n_grid=16, num_particles=100),
+    "smoke": dict(num_warmup=20, num_samples=40, n_grid=6, num_particles=16),
+}
 TAU = 0.5
 
 
@@ -211,6 +224,8 @@ def _report(out: Path, metrics):
         "",
         "## Result",
         "",
+        size_note(metrics["size"]),
+        "",
         "| quantity | truth | " + " | ".join(f"{m} mean (sd) [5%, 95%]" for m in s) + " |",
         "|---" * (2 + len(s)) + "|",
     ]
@@ -261,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
     import arviz as az
 
-    args = study_parser(NAME, __doc__, "fewer PMMH iterations, coarser grid").parse_args(argv)
+    parser = study_parser(NAME, __doc__, "fewer PMMH iterations, coarser grid", sizes=SIZES)
+    args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    num_warmup, num_samples = (400, 800) if args.quick else (2000, 4000)
-    n_grid = 16 if args.quick else 32
-    num_particles = 100 if args.quick else 200
+    size, cfg = chosen_size(args, SIZES)
+    num_warmup, num_samples = cfg["num_warmup"], cfg["num_samples"]
+    n_grid, num_particles = cfg["n_grid"], cfg["num_particles"]
 
     times, states, y = simulate(args.seed)
     secs = {}
@@ -306,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     var = ["beta", "gamma"]
     ex = summaries["exact (grid)"]
     metrics = {
+        "size": size,
         "seed": args.seed,
         "days": DAYS,
         "reports": y.tolist(),

@@ -2,7 +2,7 @@
 
 Case-study contract: a module ``probdyn.case_studies.NAME`` whose docstring's first line
 is a one-line description and which defines ``main(argv: list[str] | None = None) -> int``,
-parsing ``--quick``, ``--seed N``, ``--out DIR`` (default ``results/NAME``) and
+parsing ``--smoke``, ``--quick``, ``--seed N``, ``--out DIR`` (default ``results/NAME``) and
 ``--overwrite`` with argparse, refusing an existing non-empty ``--out`` unless
 ``--overwrite`` (``probdyn.report.output.prepare_output_dir``), writing ``idata.nc``,
 ``metrics.json``, ``report.md`` and PNG figures there and listing them in the folder's
@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         "passed on to the case study's main().",
     )
     run.add_argument("name", metavar="NAME")
-    run.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
+    size = run.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="tiny sizes for tests (seconds)")
+    size.add_argument("--quick", action="store_true", help="smaller sizes (under 2 minutes)")
     run.add_argument("--out", metavar="DIR", help="output folder (default results/NAME)")
     run.add_argument("--seed", type=int, metavar="N", help="random seed")
     run.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -96,6 +98,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"probdyn run: {_PACKAGE}.{args.name} has no main(argv)", file=sys.stderr)
         return 2
     argv: list[str] = []
+    if args.smoke:
+        argv.append("--smoke")
     if args.quick:
         argv.append("--quick")
     if args.out is not None:

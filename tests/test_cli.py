@@ -28,6 +28,7 @@ CALLS = []
 def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="results/fake_study")
     parser.add_argument("--overwrite", action="store_true")
@@ -79,6 +80,10 @@ def test_run_forwards_flags_and_refuses_existing_folder(fake_studies, capsys):
     assert (out / "metrics.json").read_text() == '{"seed": 7, "quick": true}'
     assert main(["run", "fake_study", "--out", str(out), "--overwrite"]) == 0
     assert (out / "metrics.json").read_text() == '{"seed": 0, "quick": false}'
+    assert main(["run", "fake_study", "--smoke", "--out", str(out), "--overwrite"]) == 0
+    assert mod.CALLS[-1] == ["--smoke", "--out", str(out), "--overwrite"]
+    with pytest.raises(SystemExit):  # one size at a time
+        main(["run", "fake_study", "--smoke", "--quick"])
     # unknown flags are passed through; main's exit code is returned
     assert main(["run", "fake_study", "--out", str(out), "--overwrite", "--extra", "fail"]) == 3
 

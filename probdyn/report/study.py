@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "SIZE_NAMES",
+    "chosen_size",
+    "size_note",
     "doc_as_markdown",
     "interval_rows",
     "interval_table_markdown",
@@ -22,20 +26,118 @@ __all__ = [
 ]
 
 
-def study_parser(name: str, doc: str, quick_help: str = "smaller data, fewer draws"):
+#: The sizes a case study can run at, smallest first: ``--smoke`` (seconds: tiny data, few
+#: draws, the smallest networks; exercises the whole pipeline and writes every output, its
+#: numbers mean nothing), ``--quick`` (under 2 minutes of one core; shows the study's result
+#: at a smaller scale) and the full run (no flag).
+SIZE_NAMES = ("smoke", "quick", "full")
+
+_SMOKE_HELP = "tiny sizes for the test suite (seconds; every output written, numbers meaningless)"
+
+
+def study_parser(
+    name: str,
+    doc: str,
+    quick_help: str = "smaller data, fewer draws",
+    sizes: Mapping[str, Mapping[str, Any]] | None = None,
+    smoke_help: str = _SMOKE_HELP,
+) -> argparse.ArgumentParser:
     """The argument parser every case study shares.
 
     Options: ``--quick``, ``--seed``, ``--out`` (default ``results/NAME``), ``--overwrite``,
-    ``--num-chains``, ``--no-progress``. Add study-specific options to the returned parser.
+    ``--num-chains``, ``--no-progress``; with ``sizes``, also ``--smoke``, mutually
+    exclusive with ``--quick`` (read the chosen size with :func:`chosen_size`). Add
+    study-specific options to the returned parser.
+
+    Parameters
+    ----------
+    name : str
+        The study's name (``probdyn run NAME``).
+    doc : str
+        The study's module docstring; its first line is the parser's description.
+    quick_help, smoke_help : str
+        Help texts of ``--quick`` and ``--smoke``.
+    sizes : mapping, optional
+        The study's settings per size, with exactly the keys of :data:`SIZE_NAMES`; when
+        given, ``--smoke`` is added.
+
+    Returns
+    -------
+    argparse.ArgumentParser
     """
+    if sizes is not None:
+        _check_sizes(sizes)
     p = argparse.ArgumentParser(prog=f"probdyn run {name}", description=doc.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help=quick_help)
+    group = p.add_mutually_exclusive_group()
+    if sizes is not None:
+        group.add_argument("--smoke", action="store_true", help=smoke_help)
+    group.add_argument("--quick", action="store_true", help=quick_help)
     p.add_argument("--seed", type=int, default=0, help="seed for data and inference")
     p.add_argument("--out", default=f"results/{name}", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--num-chains", type=int, default=None)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
+
+
+def _check_sizes(sizes) -> None:
+    if not isinstance(sizes, Mapping) or set(sizes) != set(SIZE_NAMES):
+        got = sorted(sizes) if isinstance(sizes, Mapping) else type(sizes).__name__
+        raise ValueError(f"sizes must be a mapping with keys {SIZE_NAMES}; got {got}")
+
+
+def chosen_size(
+    args: argparse.Namespace, sizes: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """The size a study was asked to run at, and its settings.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a :func:`study_parser` built with ``sizes``.
+    sizes : mapping
+        The study's settings per size (keys :data:`SIZE_NAMES`).
+
+    Returns
+    -------
+    size : str
+        ``"smoke"``, ``"quick"`` or ``"full"``.
+    settings : dict
+        A copy of ``sizes[size]``.
+    """
+    _check_sizes(sizes)
+    if getattr(args, "smoke", False):
+        size = "smoke"
+    elif getattr(args, "quick", False):
+        size = "quick"
+    else:
+        size = "full"
+    return size, dict(sizes[size])
+
+
+def size_note(size: str) -> str:
+    """A line for a report's result section saying which size ran (empty for the full run).
+
+    Parameters
+    ----------
+    size : str
+        One of :data:`SIZE_NAMES`.
+
+    Returns
+    -------
+    str
+        Markdown bullet, or ``""`` for ``"full"``.
+    """
+    if size not in SIZE_NAMES:
+        raise ValueError(f"size must be one of {SIZE_NAMES}; got {size!r}")
+    if size == "smoke":
+        return (
+            "- **smoke run** (`--smoke`): tiny sizes that test the pipeline; "
+            "the numbers below mean nothing"
+        )
+    if size == "quick":
+        return "- quick run (`--quick`): smaller data and fewer draws than the full study"
+    return ""
 
 
 def doc_as_markdown(doc: str) -> str:

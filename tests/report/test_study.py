@@ -21,3 +21,31 @@ def test_interval_rows_match_numpy_quantiles():
 def test_doc_as_markdown_drops_summary_and_outputs():
     doc = "Summary.\n\nQuestion\n    Why?\n    Because.\n\nOutputs: files."
     assert doc_as_markdown(doc) == "**Question.** Why? Because."
+
+
+SIZES = {"smoke": {"n": 1}, "quick": {"n": 10}, "full": {"n": 100}}
+
+
+def test_sizes_smoke_quick_full_and_exclusive(capsys):
+    from probdyn.report.study import chosen_size, study_parser
+
+    p = study_parser("demo", "Demo.\n", sizes=SIZES)
+    for argv, size in (([], "full"), (["--quick"], "quick"), (["--smoke"], "smoke")):
+        name, cfg = chosen_size(p.parse_args(argv), SIZES)
+        assert (name, cfg) == (size, SIZES[size])
+    cfg["n"] = -1  # a copy: the study's table is untouched
+    assert SIZES["smoke"]["n"] == 1
+    with pytest.raises(SystemExit):
+        p.parse_args(["--smoke", "--quick"])
+    assert "not allowed with argument" in capsys.readouterr().err
+    # without sizes there is no --smoke (studies that add their own keep working)
+    plain = study_parser("demo", "Demo.\n")
+    plain.add_argument("--smoke", action="store_true")
+    assert plain.parse_args(["--smoke"]).smoke
+    from probdyn.report.study import size_note
+
+    assert "mean nothing" in size_note("smoke") and size_note("full") == ""
+    with pytest.raises(ValueError, match="size must be one of"):
+        size_note("tiny")
+    with pytest.raises(ValueError, match="sizes must be a mapping with keys"):
+        study_parser("demo", "Demo.\n", sizes={"quick": {}, "full": {}})
