@@ -8,7 +8,6 @@ import pytest
 from scipy import stats
 
 from probdyn.nn import HMMEmulator, gumbel_softmax_straight_through
-from probdyn.nn.emulator import relu_recurrence
 
 
 @pytest.fixture(scope="module")
@@ -28,30 +27,6 @@ def test_contract(emulator):
     np.testing.assert_allclose(
         emulator.readout(h), np.asarray(emulator.W_out) @ np.ones(8), rtol=1e-6
     )
-
-
-def test_relu_recurrence_gradient_matches_autodiff_of_a_step_loop():
-    # the hand-written VJP against reverse-mode autodiff of an unrolled Python loop
-    k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(5), 4)
-    W = 0.6 * jax.random.normal(k1, (5, 5))
-    h0 = jax.nn.relu(jax.random.normal(k2, (3, 5)))
-    u = jax.random.normal(k3, (7, 3, 5))
-    c = jax.random.normal(k4, (7, 3, 5))
-
-    def loop(W, h0, u):
-        h, out = h0, []
-        for t in range(u.shape[0]):
-            h = jax.nn.relu(h @ W.T + u[t])
-            out.append(h)
-        return jnp.stack(out)
-
-    np.testing.assert_allclose(relu_recurrence(W, h0, u), loop(W, h0, u), rtol=1e-6)
-    assert float(jnp.mean(relu_recurrence(W, h0, u) > 0)) > 0.3  # both ReLU branches used
-    f_ours = jax.grad(lambda *a: jnp.sum(c * jnp.sin(relu_recurrence(*a))), argnums=(0, 1, 2))
-    f_ref = jax.grad(lambda *a: jnp.sum(c * jnp.sin(loop(*a))), argnums=(0, 1, 2))
-    for g, r in zip(f_ours(W, h0, u), f_ref(W, h0, u), strict=True):
-        assert float(jnp.abs(r).max()) > 0
-        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
 
 
 def test_hidden_states_match_step_loop(emulator):
