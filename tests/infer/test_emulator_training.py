@@ -14,7 +14,7 @@ from probdyn import DiscreteHMM
 from probdyn.infer import emulator_loss, hmm_one_hot_batch, train_emulator
 from probdyn.models.hmm_zoo import linear_chain
 from probdyn.nn import HMMEmulator
-from probdyn.report import empirical_ngram_probs, hmm_ngram_probs
+from probdyn.report import empirical_ngram_probs, hmm_ngram_probs, volatility
 
 
 @pytest.fixture(scope="module")
@@ -64,21 +64,32 @@ def test_bad_input(short_chain):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="not reached at CPU scale: 600 steps at batch 256 leave the emulator too sticky "
-    "(the paper trains 1,500 steps at batch 4,096); see bench/README and the case study",
-    strict=False,
-)
 def test_trained_emulator_matches_unigram_and_bigram():
     hmm = linear_chain(2)
-    res = train_emulator(jax.random.PRNGKey(0), hmm, num_steps=600, batch_size=256,
-                         progress_bar=False)  # fmt: skip
+    # the default recipe (leaky-integrator start, batch 512, lr 3e-3) at the quick sizes;
+    # about 60 s of CPU (7 min wall on the loaded 2-core machine)
+    res = train_emulator(jax.random.PRNGKey(0), hmm, num_steps=300, hidden_size=64,
+                         noise_dim=32, progress_bar=False)  # fmt: skip
+    assert math.isfinite(float(res.losses[-1]))
     y = np.asarray(res.emulator.sample(jax.random.PRNGKey(1), 2000, hmm.num_timesteps))
+    p2 = hmm_ngram_probs(hmm, 2).ravel()
+    q2 = empirical_ngram_probs(y, 2, 3).ravel()
+    # it left the i.i.d. solution (volatility 50, 2-gram error 0.22 at (a, c)) that
+    # PyTorch's start stays at; measured: volatility 11, max 2-gram error 0.040
+    assert volatility(y) < 20, volatility(y)
+    assert np.abs(q2 - p2).max() < 0.06, (p2, q2)
+    ok = True
     for n in (1, 2):
         p = hmm_ngram_probs(hmm, n).ravel()
         q = empirical_ngram_probs(y, n, 3).ravel()
         # windows overlap and sequences are correlated: allow 5 standard errors of a
         # proportion over the number of sequences (conservative effective sample size)
         se = np.sqrt(p * (1 - p) / len(y))
-        assert np.all(np.abs(q - p) < 5 * se + 1e-3), (n, p, q)
-    assert math.isfinite(float(res.losses[-1]))
+        ok &= bool(np.all(np.abs(q - p) < 5 * se + 1e-3))
+    if not ok:
+        # measured: 1-grams within; 2-grams (a, c) and (c, a) 0.053 against 0.0245 (the
+        # emulator switches twice as often), (b, .) pairs 0.001 against 0.005
+        pytest.xfail(
+            "2-grams not within sampling error at CPU scale: the emulator switches about "
+            "twice as often as the HMM, which the batch-512 Sinkhorn loss hardly sees"
+        )
