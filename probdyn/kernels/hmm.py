@@ -48,6 +48,8 @@ recognition", Proc. IEEE 77(2), 1989.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from functools import partial
 from typing import NamedTuple
 
@@ -157,15 +159,48 @@ def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
         length = jnp.asarray(length)
         if length.ndim != 0:
             raise ValueError(f"length must be a scalar per sequence; got shape {length.shape}")
-        c = _concrete(length)
-        if c is not None and not (np.issubdtype(c.dtype, np.integer) and 1 <= c <= T):
-            raise ValueError(f"length must be an integer in [1, {T}]; got {c!r}")
+        _check_length(length, T)
         t = jnp.arange(T)
         # a traced length outside [1, T] gives NaN (it cannot raise)
         bad = ~((length >= 1) & (length <= T))
         ll = jnp.where((t < length)[:, None], ll, 0.0) + jnp.where(bad, jnp.nan, 0.0)
         keep = t[1:] < length
     return pi, A, ll, keep
+
+
+def _check_length(length, T):
+    """Raise for a concrete ``length`` outside [1, T] (a traced one gives NaN later)."""
+    c = _concrete(length)
+    if c is not None and not (np.issubdtype(c.dtype, np.integer) and 1 <= c <= T):
+        raise ValueError(f"length must be an integer in [1, {T}]; got {c!r}")
+
+
+def _compiled(*static_argnames):
+    """Run a public function as one compiled program.
+
+    Called eagerly, the body would otherwise run op by op, and JAX compiles every distinct
+    operation on its own (a smoother on a 10-step sequence costs about a hundred small
+    compilations, several seconds); compiled whole, it is one program, cached for the
+    next call with the same shapes. Under an outer ``jit``/``vmap``/``grad`` the inner
+    ``jit`` is inlined. Checks that need a concrete ``length`` run before compiling, so
+    invalid input still raises eagerly.
+    """
+
+    def decorate(fn):
+        jitted = jax.jit(fn, static_argnames=static_argnames)
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs).arguments
+            length, ll = bound.get("length"), bound.get("log_likelihoods")
+            if length is not None and np.ndim(length) == 0 and ll is not None and np.ndim(ll) == 2:
+                _check_length(jnp.asarray(length), np.shape(ll)[0])
+            return jitted(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def _scaled_emissions(ll):
@@ -479,6 +514,7 @@ def _robust(robust):
     return robust
 
 
+@_compiled("parallel", "robust")
 def hmm_log_likelihood(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -582,6 +618,7 @@ def hmm_filter(
     return HMMFilterResult(jnp.sum(lcs), alphas, preds)
 
 
+@_compiled("parallel", "robust")
 def hmm_backward(
     transition_matrix: ArrayLike,
     log_likelihoods: ArrayLike,
@@ -612,6 +649,7 @@ def hmm_backward(
     return _backward(A, ll, keep, bool(parallel), _robust(robust))
 
 
+@_compiled("parallel", "robust")
 def hmm_smoother(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -644,6 +682,7 @@ def hmm_smoother(
     return HMMPosterior(jnp.sum(lcs), alphas, preds, smoothed)
 
 
+@_compiled("parallel", "robust")
 def hmm_two_slice_marginals(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -675,6 +714,7 @@ def hmm_two_slice_marginals(
     return _with_fallback(_robust(robust), fast, lambda: _L.two_slice(pi, A, ll, keep))
 
 
+@_compiled("parallel", "robust")
 def hmm_expected_transitions(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -709,6 +749,7 @@ def hmm_expected_transitions(
     return _with_fallback(_robust(robust), fast, lambda: _L.expected_transitions(pi, A, ll, keep))
 
 
+@_compiled()
 def hmm_posterior_mode(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -757,6 +798,7 @@ def hmm_posterior_mode(
     return jnp.concatenate([path, zT[None]])
 
 
+@_compiled("num_samples", "parallel", "robust")
 def hmm_posterior_sample(
     rng_key: Array,
     initial_probs: ArrayLike,
@@ -814,6 +856,7 @@ def hmm_posterior_sample(
     return jax.vmap(one)(jax.random.split(rng_key, num_samples))
 
 
+@_compiled("num_timesteps")
 def hmm_sample_states(
     rng_key: Array,
     initial_probs: ArrayLike,
