@@ -558,6 +558,7 @@ def hmm_log_likelihood(
     return _loglik(pi, A, ll, keep, bool(parallel), _robust(robust))
 
 
+@_compiled("parallel", "robust")
 def hmm_one_step_log_predictives(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,
@@ -592,6 +593,7 @@ def hmm_one_step_log_predictives(
     return _forward(pi, A, ll, keep, bool(parallel), _robust(robust))[2]
 
 
+@_compiled("parallel", "robust")
 def hmm_filter(
     initial_probs: ArrayLike,
     transition_matrix: ArrayLike,

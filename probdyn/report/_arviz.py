@@ -19,8 +19,10 @@ from typing import Any
 import arviz as az
 import numpy as np
 import xarray as xr
+from scipy.special import logsumexp
 
 __all__ = [
+    "psislw",
     "ARVIZ_1",
     "Result",
     "add_groups",
@@ -181,6 +183,31 @@ def from_netcdf(path: str | os.PathLike) -> Any:
         ds.load()
         ds.close()
     return idata
+
+
+def psislw(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed importance log weights, normalised, and the Pareto shape k.
+
+    Parameters
+    ----------
+    log_ratios : np.ndarray, shape (S,)
+        Log importance ratios of S draws.
+
+    Returns
+    -------
+    (np.ndarray of shape (S,), float)
+        Smoothed log weights with ``logsumexp == 0``, and k (Vehtari et al., 2024).
+    """
+    r = np.asarray(log_ratios, dtype=np.float64)
+    if ARVIZ_1:
+        from arviz_stats.base.array import array_stats
+
+        # arviz-stats smooths the ratios of LOO, exp(-log_lik): pass the negated ratios
+        lw, k = array_stats.psislw(-r, r_eff=1.0)
+    else:
+        lw, k = az.psislw(r, reff=1.0, normalize=True)
+    lw = np.asarray(lw, dtype=np.float64)
+    return lw - logsumexp(lw), float(np.asarray(k))
 
 
 def summary_table(obj: Any, var_names: Sequence[str] | None = None, kind: str = "all"):

@@ -89,10 +89,9 @@ class LFOResult(NamedTuple):
 
 def _psis(log_ratios: np.ndarray) -> tuple[np.ndarray, float]:
     """Pareto-smoothed, normalised log weights (S,) and the shape estimate k."""
-    import arviz as az
+    from probdyn.report._arviz import psislw
 
-    lw, k = az.psislw(np.asarray(log_ratios, dtype=np.float64), reff=1.0, normalize=True)
-    return np.asarray(lw, dtype=np.float64), float(np.asarray(k))
+    return psislw(log_ratios)
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
