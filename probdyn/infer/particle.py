@@ -432,6 +432,9 @@ def _make_step(transition, obs_log_prob, N, resampling, ess_threshold, dtype, ke
         log_g = jnp.where(overflow, -jnp.inf, log_g)
         log_w = log_w + log_g
         inc = logsumexp(log_w)
+        # no observation and no particle lost: the weights are already normalised, and
+        # the step adds exactly nothing (not a rounding error of logsumexp)
+        inc = jnp.where(observed | jnp.any(overflow), inc, 0.0)
         dead = ~(inc > -jnp.inf)  # every weight zero: restart from uniform, inc = -inf
         inc = jnp.where(jnp.isnan(inc), -jnp.inf, inc)
         log_w = jnp.where(dead, -log_n, log_w - jnp.where(dead, 0.0, inc))

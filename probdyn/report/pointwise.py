@@ -133,8 +133,6 @@ def pointwise_log_likelihood(
     """
     if not isinstance(batch_ndims, int) or isinstance(batch_ndims, bool) or batch_ndims < 0:
         raise ValueError(f"batch_ndims must be a non-negative int; got {batch_ndims!r}")
-    if not posterior_samples:
-        raise ValueError("posterior_samples must hold at least one latent site; got none")
     batch_shape = None
     for name, v in posterior_samples.items():
         shape = tuple(np.shape(v))[:batch_ndims]
@@ -161,4 +159,8 @@ def pointwise_log_likelihood(
             out[name] = site["fn"].log_prob(site["value"]) if lp is None else lp
         return out
 
+    if not posterior_samples:
+        # no latent sites (e.g. a network fitted by point estimates): one evaluation with
+        # batch axes of size 1, as numpyro.infer.log_likelihood gives
+        return {k: jnp.reshape(v, (1,) * batch_ndims + jnp.shape(v)) for k, v in one({}).items()}
     return soft_vmap(one, dict(posterior_samples), batch_ndims, 1)

@@ -100,7 +100,7 @@ def test_sbc_ranks_plot(tmp_path):
 def _pp_idata(rng):
     """A fit-like result: y with dims (chain, draw, time, obs_dim) and observed data."""
     times = np.linspace(0.0, 2.0, 12)
-    return az.from_dict(
+    return to_inference_data(
         posterior={"mu": rng.normal(size=(2, 40))},
         posterior_predictive={
             "y": rng.normal(size=(2, 40, 12, 2)),
@@ -132,7 +132,7 @@ def test_predictive_bands_idata_first(tmp_path):
     assert len(fig.axes) == 1 and len(fig.axes[0].lines) == 1
     np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), np.median(y[:, :, 1], axis=0))
     # a posterior variable is found when there is no predictive one
-    post = az.from_dict(posterior={"x": rng.normal(size=(1, 30, 7))}, dims={"x": ["time"]})
+    post = to_inference_data(posterior={"x": rng.normal(size=(1, 30, 7))}, dims={"x": ["time"]})
     assert len(plot_predictive_bands(post, "x").axes) == 1
     with pytest.raises(ValueError, match="var_name='nope'"):
         plot_predictive_bands(idata, "nope")
