@@ -283,7 +283,11 @@ def test_gillespie_at_matches_full_path_and_jit_vmap():
         lambda k, r, t: gillespie(k, LV_X0, t, LV_V, r, reactants=LV_R, max_jumps=5000)
     )(ks[2], LV_RATES, 10.0)
     for a, b in zip(traced, paths, strict=True):
-        np.testing.assert_array_equal(a, b[2])
+        if jnp.issubdtype(a.dtype, jnp.floating):
+            # the same path; jit alone and jit(vmap) may round a jump time differently
+            np.testing.assert_allclose(a, b[2], rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(a, b[2])
 
 
 def test_propensity_fn_matches_mass_action():
