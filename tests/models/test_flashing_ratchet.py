@@ -37,12 +37,15 @@ def test_generator_current_and_entropy_match_numpy(V, r):
     np.testing.assert_allclose(Q, Q_ref, rtol=1e-6, atol=1e-6)
     pi = _stationary(Q_ref)
     # net forward flux over every bond of both rings, per period
-    J = sum(
-        pi[3 * e + x] * Q_ref[3 * e + x, 3 * e + (x + 1) % 3]
-        - pi[3 * e + (x + 1) % 3] * Q_ref[3 * e + (x + 1) % 3, 3 * e + x]
-        for e in range(2)
-        for x in range(3)
-    ) / 3
+    J = (
+        sum(
+            pi[3 * e + x] * Q_ref[3 * e + x, 3 * e + (x + 1) % 3]
+            - pi[3 * e + (x + 1) % 3] * Q_ref[3 * e + (x + 1) % 3, 3 * e + x]
+            for e in range(2)
+            for x in range(3)
+        )
+        / 3
+    )
     F = pi[:, None] * Q_ref
     S = sum(
         (F[i, j] - F[j, i]) * np.log(F[i, j] / F[j, i])
@@ -74,7 +77,7 @@ def test_model_likelihood_matches_forward_algorithm_with_scipy_expm():
     Q = _reference_generator(V, r)
     B = fr.observation_matrix()
     alpha = _stationary(Q) * B[:, sites[0]]
-    for dt, s in zip(np.diff(times), sites[1:]):
+    for dt, s in zip(np.diff(times), sites[1:], strict=True):
         alpha = (alpha @ scipy.linalg.expm(Q * dt)) * B[:, s]
     np.testing.assert_allclose(got, np.log(alpha.sum()), rtol=1e-5)
     # simulation gives sites in {0, 1, 2} with the model's shape

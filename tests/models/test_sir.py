@@ -32,7 +32,7 @@ def _reference_log_likelihood(beta, gamma, times, y):
     p = np.zeros(len(states))
     p[index[(s0, i0)]] = 1.0
     total, t_prev = 0.0, 0.0
-    for t, yt in zip(times, y):
+    for t, yt in zip(times, y, strict=True):
         p = scipy.sparse.linalg.expm_multiply(Q.T * (t - t_prev), p)
         p = p * stats.binom.pmf(yt, infected, sir.REPORTING)
         total += np.log(p.sum())
