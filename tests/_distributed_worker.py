@@ -1,0 +1,87 @@
+"""Run by tests/test_distributed.py in a subprocess with forced host devices.
+
+``python _distributed_worker.py devices OUT``: one process with 4 CPU devices (set by
+the caller's ``XLA_FLAGS``), the default-suite checks.
+``python _distributed_worker.py process PORT ID OUT``: one of two ``jax.distributed``
+processes on 127.0.0.1:PORT with 2 CPU devices each (a 4-device mesh over both).
+``python _distributed_worker.py single OUT``: the same work in one process, one device.
+
+Writes ``OUT/result.npz`` (the arrays the test compares) from process 0 only.
+"""
+
+import os
+import sys
+
+mode = sys.argv[1]
+if mode == "process":  # import probdyn initializes jax.distributed from these
+    port, process_id, out = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    os.environ["PROBDYN_COORDINATOR_ADDRESS"] = f"127.0.0.1:{port}"
+    os.environ["PROBDYN_NUM_PROCESSES"] = "2"
+    os.environ["PROBDYN_PROCESS_ID"] = str(process_id)
+    os.environ["PROBDYN_LOCAL_DEVICE_COUNT"] = "2"
+else:
+    out = sys.argv[2]
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+
+from probdyn import distributed, fit  # noqa: E402
+from probdyn.infer import fit_replicates  # noqa: E402
+from probdyn.report import sbc  # noqa: E402
+
+Y = np.array([0.3, -0.1, 1.2, 0.8, 0.1, 0.5], dtype=np.float32)
+BIG = jnp.linspace(-1.0, 2.0, 64)
+
+
+def conjugate(y=None):
+    """mu ~ N(0, 1), y_i ~ N(mu, 1): posterior N(sum y / (n + 1), 1 / (n + 1))."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0))
+    with numpyro.plate("time", 6):
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+
+
+def sub_model(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    with numpyro.plate("obs", y.shape[0], subsample_size=8) as idx:
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y[idx])
+
+
+def sgld(**kw):
+    idata = fit(sub_model, BIG, method="sgld", step_size=1e-3, num_chains=6, num_warmup=20,
+                num_samples=30, seed=1, progress_bar=False, **kw)  # fmt: skip
+    return idata, np.asarray(idata.posterior["mu"].values)
+
+
+res = {"device_count": jax.device_count(), "process_count": jax.process_count()}
+idata, res["sgld_default_mu"] = sgld()
+res["default_chain_method"] = idata.attrs["chain_method"]
+ys = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+hmc = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
+                     num_samples=20, seed=4)  # fmt: skip
+res["hmc_replicates_mu"] = hmc.draws["mu"]
+nuts = fit(conjugate, Y, num_chains=16, num_warmup=100, num_samples=100, seed=3,
+           progress_bar=False)  # fmt: skip
+res["nuts_mu"] = np.asarray(nuts.posterior["mu"].values)
+res["nuts_chain_method"] = nuts.attrs["chain_method"]
+
+if mode == "devices":
+    res["sgld_vectorized_mu"] = sgld(chain_method="vectorized")[1]
+    ck = {}
+    for cm in ("sharded", "vectorized"):
+        ck[cm] = sgld(chain_method=cm, checkpoint=os.path.join(out, f"{cm}.nc"),
+                      checkpoint_every=8)[1]  # fmt: skip
+        res[f"sgld_ckpt_{cm}_mu"] = ck[cm]
+    one = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
+                         num_samples=20, seed=4, mesh=distributed.device_mesh(1))  # fmt: skip
+    res["hmc_replicates_one_mu"] = one.draws["mu"]
+else:  # the SBC on the same replicate layout as the single-process reference
+    ranks = sbc(conjugate, num_replicates=12, num_posterior_draws=19, thin=1, seed=2,
+                vectorized=True, method="hmc", num_steps=3, num_warmup=30,
+                progress_bar=False)  # fmt: skip
+    res["sbc_ranks"] = ranks.ranks
+
+if distributed.is_main_process():
+    np.savez(os.path.join(out, "result.npz"), **res)

@@ -1,0 +1,172 @@
+"""Chains and replicates over devices and processes (probdyn.distributed).
+
+The multi-device checks run in a subprocess whose ``XLA_FLAGS`` force 4 CPU devices
+before JAX starts (this process keeps its one device); the two-process check starts two
+``jax.distributed`` processes on 127.0.0.1. The reference of each is the same work on one
+device: bit-identical for SG-MCMC chains and for HMC replicates (no data-dependent loop
+lengths); NUTS chains agree with one device only up to float rounding (XLA vectorises a
+batch of 4 chains and one of 16 differently, ~1e-6, which the discrete tree choices then
+amplify), so they are checked against the closed-form posterior instead.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from probdyn import distributed
+
+WORKER = str(Path(__file__).with_name("_distributed_worker.py"))
+Y = np.array([0.3, -0.1, 1.2, 0.8, 0.1, 0.5])
+
+
+def _env(num_devices: int | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if num_devices is not None:
+        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _start(args: list[str], num_devices: int | None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, WORKER, *args],
+        env=_env(num_devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
+    """Wait for every process; kill all that are still running at the timeout."""
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=timeout)[0].decode(errors="replace"))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    for p, text in zip(procs, outs, strict=False):
+        assert p.returncode == 0, text[-3000:]
+    return outs
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    out = tmp_path_factory.mktemp("devices")
+    _finish([_start(["devices", str(out)], 4)], timeout=900)
+    return dict(np.load(out / "result.npz"))
+
+
+def test_four_devices_default_to_sharded_chains(four_devices):
+    assert int(four_devices["device_count"]) == 4
+    assert str(four_devices["default_chain_method"]) == "sharded"
+    assert str(four_devices["nuts_chain_method"]) == "sharded"
+
+
+def test_sharded_sgld_chains_bit_identical_to_one_device(four_devices):
+    # 6 chains on 4 devices (padded to 8) against the same chains vectorized on one
+    np.testing.assert_array_equal(
+        four_devices["sgld_default_mu"], four_devices["sgld_vectorized_mu"]
+    )
+    # checkpointed segments through the sharded segment sampler
+    np.testing.assert_array_equal(
+        four_devices["sgld_ckpt_sharded_mu"], four_devices["sgld_ckpt_vectorized_mu"]
+    )
+    assert np.std(four_devices["sgld_default_mu"]) > 0
+
+
+def test_hmc_replicates_bit_identical_to_one_device(four_devices):
+    # 10 replicates over 4 devices (padded to 12) against a one-device mesh
+    np.testing.assert_array_equal(
+        four_devices["hmc_replicates_mu"], four_devices["hmc_replicates_one_mu"]
+    )
+
+
+def test_sharded_nuts_matches_closed_form_posterior(four_devices):
+    # conjugate normal: posterior N(sum y / (n + 1), 1 / (n + 1)); 16 chains x 100 draws
+    mu = four_devices["nuts_mu"]
+    assert mu.shape == (16, 100)
+    mean, sd = Y.sum() / 7, 1 / np.sqrt(7)
+    # MC error of the mean with an ESS of at least ~400 of the 1600 draws: sd / 20
+    assert abs(mu.mean() - mean) < 4 * sd / 20
+    assert abs(mu.std() - sd) < 0.15 * sd
+    # each chain mixes on its own device (no chain stuck at its start)
+    assert np.all(mu.std(axis=1) > 0.3 * sd)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process(tmp_path):
+    """Two jax.distributed processes on 127.0.0.1 (2 devices each) against one process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two, one = tmp_path / "two", tmp_path / "one"
+    two.mkdir()
+    one.mkdir()
+    procs = [_start(["process", str(port), str(i), str(two)], None) for i in range(2)]
+    procs.append(_start(["single", str(one)], None))
+    _finish(procs, timeout=900)
+    got, ref = np.load(two / "result.npz"), np.load(one / "result.npz")
+    assert int(got["process_count"]) == 2 and int(got["device_count"]) == 4
+    assert int(ref["process_count"]) == 1 and int(ref["device_count"]) == 1
+    assert str(got["default_chain_method"]) == "sharded"
+    assert str(ref["default_chain_method"]) == "vectorized"
+    for name in ("sgld_default_mu", "hmc_replicates_mu", "sbc_ranks"):
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+    mu, mean, sd = got["nuts_mu"], Y.sum() / 7, 1 / np.sqrt(7)
+    assert abs(mu.mean() - mean) < 4 * sd / 20
+    # only process 0 wrote: one result file, nothing else from process 1
+    assert sorted(p.name for p in two.iterdir()) == ["result.npz"]
+
+
+# ---- one device, in this process ----------------------------------------------------
+
+
+def test_map_over_devices_pads_and_keeps_items_apart():
+    mesh = distributed.device_mesh()
+    mapped = distributed.map_over_devices(lambda x, d: {"s": jnp.sum(x) + d["b"]}, mesh)
+    x = np.arange(15.0).reshape(5, 3)
+    out = mapped(x, {"b": np.arange(5.0)})
+    np.testing.assert_array_equal(out["s"], x.sum(1) + np.arange(5.0))
+    with pytest.raises(ValueError, match="leading axes differ"):
+        mapped(x, {"b": np.arange(4.0)})
+
+
+def test_device_mesh_and_chain_method_errors():
+    assert distributed.device_mesh(1).devices.shape == (1,)
+    too_many = jax.device_count() + 1
+    with pytest.raises(ValueError, match=f"devices={too_many}"):
+        distributed.device_mesh(too_many)
+    with pytest.raises(TypeError, match="devices="):
+        distributed.device_mesh(["cpu"])
+    with pytest.raises(ValueError, match="1-D mesh"):
+        distributed.map_over_devices(
+            lambda x: x, jax.sharding.Mesh(np.array(jax.devices()), ("chains",))
+        )
+    assert distributed.is_main_process()
+    from probdyn import fit
+
+    with pytest.raises(ValueError, match="chain_method='pmap'"):
+        fit(lambda: None, chain_method="pmap")
+
+
+def test_old_import_paths_still_work():
+    import importlib
+
+    from probdyn.infer import minibatch, sgmcmc
+
+    sbc = importlib.import_module("probdyn.report.sbc")
+    assert sgmcmc.full_data_model is minibatch.full_data_model
+    assert sgmcmc._iid_plates is minibatch.iid_plates
+    assert callable(sbc._fit_vectorized_hmc)
