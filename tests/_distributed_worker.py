@@ -49,6 +49,12 @@ def sub_model(y):
         numpyro.sample("y", dist.Normal(mu, 1.0), obs=y[idx])
 
 
+def logistic(X, y=None):
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+    with numpyro.plate("obs", X.shape[0], subsample_size=8) as idx:
+        numpyro.sample("y", dist.Bernoulli(logits=X[idx] @ beta), obs=y[idx])
+
+
 def sgld(**kw):
     idata = fit(sub_model, BIG, method="sgld", step_size=1e-3, num_chains=6, num_warmup=20,
                 num_samples=30, seed=1, progress_bar=False, **kw)  # fmt: skip
@@ -77,6 +83,36 @@ if mode == "devices":
     one = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
                          num_samples=20, seed=4, mesh=distributed.device_mesh(1))  # fmt: skip
     res["hmc_replicates_one_mu"] = one.draws["mu"]
+    # data-parallel SGLD: the psum-ed gradient against the one-device gradient with the
+    # same (stratified) minibatch indices, computed by hand
+    from probdyn.infer import SGLD
+    from probdyn.infer.minibatch import iid_indices
+
+    kx, kb = jax.random.split(jax.random.PRNGKey(7))
+    X = jax.random.normal(kx, (64, 3))
+    yb = (X @ jnp.array([1.0, -1.0, 0.5]) > 0).astype(jnp.float32)
+    kernel = SGLD(logistic, step_size=1e-3, data_parallel=(0, "y"))
+    kernel.init(jax.random.PRNGKey(0), 0, None, (X,), {"y": yb})
+    z = {"beta": jnp.array([0.3, -0.2, 0.1])}
+    key = jax.random.PRNGKey(11)
+    res["dp_grad"] = np.asarray(kernel._grad_estimator((X,), {"y": yb})(z, key)["beta"])
+    idx = []
+    for d in range(4):  # what each device draws: seed(fold_in(key, d)) -> the plate's key
+        k = jax.random.split(jax.random.fold_in(key, d))[1]
+        idx.append(16 * d + iid_indices(16, 2, k))
+    idx = jnp.concatenate(idx)
+
+    def log_density(beta):
+        prior = dist.Normal(0.0, 1.0).log_prob(beta).sum()
+        lik = dist.Bernoulli(logits=X[idx] @ beta).log_prob(yb[idx]).sum()
+        return prior + 64 / 8 * lik
+
+    res["dp_grad_ref"] = np.asarray(jax.grad(log_density)(z["beta"]))
+    dp = fit(logistic, X, method="sgld", step_size=2e-3, num_chains=2, num_warmup=50,
+             num_samples=200, seed=0, progress_bar=False, data_parallel=(0, "y"),
+             model_kwargs={"y": yb})  # fmt: skip
+    res["dp_beta"] = np.asarray(dp.posterior["beta"].values)
+    res["dp_chain_method"] = dp.attrs["chain_method"]
 else:  # the SBC on the same replicate layout as the single-process reference
     ranks = sbc(conjugate, num_replicates=12, num_posterior_draws=19, thin=1, seed=2,
                 vectorized=True, method="hmc", num_steps=3, num_warmup=30,

@@ -105,6 +105,19 @@ def test_sharded_nuts_matches_closed_form_posterior(four_devices):
     assert np.all(mu.std(axis=1) > 0.3 * sd)
 
 
+def test_data_parallel_sgld_gradient_is_the_one_device_minibatch_gradient(four_devices):
+    # per-device gradients of the data shards, psum-ed, against the gradient of the
+    # one-device minibatch potential with the same 8 indices and the same N/B scale
+    np.testing.assert_allclose(four_devices["dp_grad"], four_devices["dp_grad_ref"], rtol=1e-5)
+    assert np.abs(four_devices["dp_grad"]).min() > 1e-3
+    assert str(four_devices["dp_chain_method"]) == "vectorized"
+    beta = four_devices["dp_beta"]
+    assert beta.shape == (2, 200, 3) and np.all(np.isfinite(beta))
+    # separable data along (1, -1, 0.5): the draws lean that way
+    mean = beta.reshape(-1, 3).mean(0)
+    assert mean[0] > 0.5 and mean[1] < -0.5 and mean[2] > 0
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     """Two jax.distributed processes on 127.0.0.1 (2 devices each) against one process."""
@@ -159,6 +172,12 @@ def test_device_mesh_and_chain_method_errors():
 
     with pytest.raises(ValueError, match="chain_method='pmap'"):
         fit(lambda: None, chain_method="pmap")
+    with pytest.raises(ValueError, match="chain_method='sharded' with data_parallel"):
+        fit(lambda: None, method="sgld", chain_method="sharded", data_parallel=(0,))
+    from probdyn.infer import SGLD
+
+    with pytest.raises(TypeError, match="data_parallel"):
+        SGLD(lambda: None, data_parallel=(1.5,))
 
 
 def test_old_import_paths_still_work():

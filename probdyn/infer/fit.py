@@ -105,9 +105,16 @@ def _split_options(method: str, options: dict, num_chains: int) -> tuple[dict, d
     if method == "svi":
         return validate_svi_options(options), {}
     options = dict(options)
-    chain_method = options.pop("chain_method", _default_chain_method(num_chains))
+    data_parallel = options.get("data_parallel") is not None
+    default = "vectorized" if data_parallel and num_chains > 1 else None
+    chain_method = options.pop("chain_method", default or _default_chain_method(num_chains))
     if not isinstance(chain_method, str) or chain_method not in _CHAIN_METHODS:
         raise ValueError(f"chain_method={chain_method!r} is not known; expected {_CHAIN_METHODS}")
+    if data_parallel and chain_method in ("sharded", "parallel"):
+        raise ValueError(
+            f"chain_method={chain_method!r} with data_parallel: the devices already hold "
+            "the data shards; expected 'vectorized' or 'sequential'"
+        )
     if method in _HMC_METHODS:
         check_hmc_options(options)
     accepted = _kernel_options(_kernel_class(method))
@@ -295,7 +302,10 @@ def fit(
           constant rate the last iterate jitters by about the rate, which on a
           posterior of sd 0.022 put it 0.1-0.5 sd off the optimum).
         - SG-MCMC: keyword arguments of ``probdyn.infer.sgmcmc.KERNELS[method]``
-          (``step_size``, ``schedule``, ...) and ``chain_method`` (as for NUTS). Choosing
+          (``step_size``, ``schedule``, ``data_parallel`` -- the model arguments whose
+          subsampled data is split over the devices, gradients summed with a ``psum``,
+          :mod:`probdyn.infer.data_parallel` --, ...) and ``chain_method`` (as for NUTS;
+          "vectorized" by default with ``data_parallel``). Choosing
           ``step_size`` (there is no adaptation and no Metropolis correction, so it sets
           both mixing and bias): (1) estimate the posterior scale sigma of the
           parameters in the unconstrained space, e.g. from a short ``method="svi"``

@@ -77,6 +77,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
 from numpyro.util import identity, is_prng_key
 
+from probdyn.infer.data_parallel import sharded_grad_estimator, sharded_plates
 from probdyn.infer.minibatch import full_data_model, full_plates, iid_indices, iid_plates
 from probdyn.infer.schedules import Schedule, cycle_length_from, cyclical_schedule, make_schedule
 
@@ -173,7 +174,21 @@ class _SGMCMC(MCMCKernel):
         schedule_kwargs: dict | None = None,
         init_strategy: Callable = init_to_uniform,
         subsample: str = "iid",
+        data_parallel: tuple[int | str, ...] | None = None,
     ):
+        if data_parallel is not None:
+            data_parallel = tuple(data_parallel)
+            if not data_parallel or not all(
+                isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))
+                for d in data_parallel
+            ):
+                raise TypeError(
+                    f"`data_parallel`={data_parallel!r}; expected positions (int) or names "
+                    "(str) of the model arguments holding the subsampled data"
+                )
+            if subsample != "iid" or model is None:
+                raise ValueError("`data_parallel` needs a `model` and `subsample`='iid'.")
+        self._data_parallel = data_parallel
         if subsample not in ("iid", "without_replacement"):
             raise ValueError(
                 f"`subsample` must be 'iid' or 'without_replacement', got {subsample!r}."
@@ -241,6 +256,10 @@ class _SGMCMC(MCMCKernel):
     def _grad_estimator(self, model_args, model_kwargs) -> Callable:
         """``(z, rng_key) -> grad log density``: BlackJAX's gradient-estimator contract, the
         key playing the role of the minibatch."""
+        if self._data_parallel is not None:
+            return sharded_grad_estimator(
+                self._potential_fn_gen, model_args, model_kwargs, self._data_parallel
+            )
         grad_potential = jax.grad(self.get_potential_fn(model_args, model_kwargs))
         return lambda z, rng_key: jax.tree.map(jnp.negative, grad_potential(z, rng_key))
 
@@ -253,6 +272,8 @@ class _SGMCMC(MCMCKernel):
             rng_key, key_init = random.split(rng_key)
         if self._model is not None:
             model = iid_plates(self._model) if self._subsample == "iid" else self._model
+            if self._data_parallel is not None:
+                model = sharded_plates(self._model, num_shards=jax.device_count())
             info, self._potential_fn_gen, self._postprocess_fn, _ = initialize_model(
                 key_init,
                 model,
@@ -357,6 +378,13 @@ class SGLD(_SGMCMC):
     subsample
         ``"iid"`` (default): minibatch indices i.i.d. uniform over ``range(N)``;
         ``"without_replacement"``: NumPyro's own subsample (slow on CPU for large ``N``).
+    data_parallel
+        Positions (int) or names (str) of the model arguments that hold the subsampled
+        plate's data: they are split over every device along their leading axis, each
+        device takes ``B / D`` of the minibatch from its shard and the gradients are
+        summed with a ``psum`` (:mod:`probdyn.infer.data_parallel`; the plate's size must
+        be read from the data's shape, ``subsample_size`` a multiple of the device count;
+        chains then run ``"vectorized"``).
 
     Notes
     -----
