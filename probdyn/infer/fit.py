@@ -130,8 +130,8 @@ def _split_options(method: str, options: dict, num_chains: int) -> tuple[dict, d
 
 
 def _default_chain_method(num_chains: int) -> str:
-    """"sharded" over several devices (of all processes), else "vectorized" (one chain:
-    "sequential")."""
+    """The default layout: sharded over several devices (of all processes), else
+    vectorized; one chain: sequential."""
     if num_chains == 1:
         return "sequential"
     return "sharded" if jax.device_count() > 1 else "vectorized"
