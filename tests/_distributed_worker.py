@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py in a subprocess with forced host devices.
 
 ``python _distributed_worker.py devices OUT``: one process with 4 CPU devices (set by
-the caller's ``XLA_FLAGS``), the default-suite checks.
+the caller's ``XLA_FLAGS``), the default-suite checks; ``devices-more OUT``: the slow ones.
 ``python _distributed_worker.py process PORT ID OUT``: one of two ``jax.distributed``
 processes on 127.0.0.1:PORT with 2 CPU devices each (a 4-device mesh over both).
 ``python _distributed_worker.py single OUT``: the same work in one process, one device.
@@ -62,24 +62,25 @@ def sgld(**kw):
 
 
 res = {"device_count": jax.device_count(), "process_count": jax.process_count()}
-idata, res["sgld_default_mu"] = sgld()
-res["default_chain_method"] = idata.attrs["chain_method"]
 ys = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
-hmc = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
-                     num_samples=20, seed=4)  # fmt: skip
-res["hmc_replicates_mu"] = hmc.draws["mu"]
-nuts = fit(conjugate, Y, num_chains=16, num_warmup=100, num_samples=100, seed=3,
-           progress_bar=False)  # fmt: skip
-res["nuts_mu"] = np.asarray(nuts.posterior["mu"].values)
-res["nuts_chain_method"] = nuts.attrs["chain_method"]
+if mode != "devices-more":
+    idata, res["sgld_default_mu"] = sgld()
+    res["default_chain_method"] = idata.attrs["chain_method"]
+    hmc = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
+                         num_samples=20, seed=4)  # fmt: skip
+    res["hmc_replicates_mu"] = hmc.draws["mu"]
+if mode != "devices":
+    nuts = fit(conjugate, Y, num_chains=16, num_warmup=100, num_samples=100, seed=3,
+               progress_bar=False)  # fmt: skip
+    res["nuts_mu"] = np.asarray(nuts.posterior["mu"].values)
+    res["nuts_chain_method"] = nuts.attrs["chain_method"]
 
+if mode == "devices-more":
+    for cm in ("sharded", "vectorized"):
+        res[f"sgld_ckpt_{cm}_mu"] = sgld(chain_method=cm, checkpoint_every=8,
+                                         checkpoint=os.path.join(out, f"{cm}.nc"))[1]  # fmt: skip
 if mode == "devices":
     res["sgld_vectorized_mu"] = sgld(chain_method="vectorized")[1]
-    ck = {}
-    for cm in ("sharded", "vectorized"):
-        ck[cm] = sgld(chain_method=cm, checkpoint=os.path.join(out, f"{cm}.nc"),
-                      checkpoint_every=8)[1]  # fmt: skip
-        res[f"sgld_ckpt_{cm}_mu"] = ck[cm]
     one = fit_replicates(conjugate, {"y": ys}, method="hmc", num_steps=3, num_warmup=30,
                          num_samples=20, seed=4, mesh=distributed.device_mesh(1))  # fmt: skip
     res["hmc_replicates_one_mu"] = one.draws["mu"]
@@ -108,12 +109,16 @@ if mode == "devices":
         return prior + 64 / 8 * lik
 
     res["dp_grad_ref"] = np.asarray(jax.grad(log_density)(z["beta"]))
+if mode == "devices-more":
+    kx, _ = jax.random.split(jax.random.PRNGKey(7))
+    X = jax.random.normal(kx, (64, 3))
+    yb = (X @ jnp.array([1.0, -1.0, 0.5]) > 0).astype(jnp.float32)
     dp = fit(logistic, X, method="sgld", step_size=2e-3, num_chains=2, num_warmup=50,
              num_samples=200, seed=0, progress_bar=False, data_parallel=(0, "y"),
              model_kwargs={"y": yb})  # fmt: skip
     res["dp_beta"] = np.asarray(dp.posterior["beta"].values)
     res["dp_chain_method"] = dp.attrs["chain_method"]
-else:  # the SBC on the same replicate layout as the single-process reference
+if mode in ("process", "single"):  # an SBC, replicates over the processes' devices
     ranks = sbc(conjugate, num_replicates=12, num_posterior_draws=19, thin=1, seed=2,
                 vectorized=True, method="hmc", num_steps=3, num_warmup=30,
                 progress_bar=False)  # fmt: skip

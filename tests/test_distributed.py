@@ -61,29 +61,40 @@ def _finish(procs: list[subprocess.Popen], timeout: float) -> list[str]:
     return outs
 
 
-@pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
-    out = tmp_path_factory.mktemp("devices")
-    _finish([_start(["devices", str(out)], 4)], timeout=900)
+def _four_devices(tmp_path_factory, mode):
+    out = tmp_path_factory.mktemp(mode)
+    _finish([_start([mode, str(out)], 4)], timeout=900)
     return dict(np.load(out / "result.npz"))
 
 
-def test_four_devices_default_to_sharded_chains(four_devices):
-    assert int(four_devices["device_count"]) == 4
-    assert str(four_devices["default_chain_method"]) == "sharded"
-    assert str(four_devices["nuts_chain_method"]) == "sharded"
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    """One subprocess for the default-suite checks (~25 s of CPU)."""
+    return _four_devices(tmp_path_factory, "devices")
+
+
+@pytest.fixture(scope="module")
+def four_devices_more(tmp_path_factory):
+    """One subprocess for the slow checks: NUTS, checkpoints, a data-parallel fit."""
+    return _four_devices(tmp_path_factory, "devices-more")
 
 
 def test_sharded_sgld_chains_bit_identical_to_one_device(four_devices):
+    assert int(four_devices["device_count"]) == 4
+    assert str(four_devices["default_chain_method"]) == "sharded"
     # 6 chains on 4 devices (padded to 8) against the same chains vectorized on one
     np.testing.assert_array_equal(
         four_devices["sgld_default_mu"], four_devices["sgld_vectorized_mu"]
     )
+    assert np.std(four_devices["sgld_default_mu"]) > 0
+
+
+@pytest.mark.slow
+def test_sharded_checkpoint_segments_bit_identical(four_devices_more):
     # checkpointed segments through the sharded segment sampler
     np.testing.assert_array_equal(
-        four_devices["sgld_ckpt_sharded_mu"], four_devices["sgld_ckpt_vectorized_mu"]
+        four_devices_more["sgld_ckpt_sharded_mu"], four_devices_more["sgld_ckpt_vectorized_mu"]
     )
-    assert np.std(four_devices["sgld_default_mu"]) > 0
 
 
 def test_hmc_replicates_bit_identical_to_one_device(four_devices):
@@ -93,9 +104,11 @@ def test_hmc_replicates_bit_identical_to_one_device(four_devices):
     )
 
 
-def test_sharded_nuts_matches_closed_form_posterior(four_devices):
+@pytest.mark.slow
+def test_sharded_nuts_matches_closed_form_posterior(four_devices_more):
     # conjugate normal: posterior N(sum y / (n + 1), 1 / (n + 1)); 16 chains x 100 draws
-    mu = four_devices["nuts_mu"]
+    assert str(four_devices_more["nuts_chain_method"]) == "sharded"
+    mu = four_devices_more["nuts_mu"]
     assert mu.shape == (16, 100)
     mean, sd = Y.sum() / 7, 1 / np.sqrt(7)
     # MC error of the mean with an ESS of at least ~400 of the 1600 draws: sd / 20
@@ -110,8 +123,12 @@ def test_data_parallel_sgld_gradient_is_the_one_device_minibatch_gradient(four_d
     # one-device minibatch potential with the same 8 indices and the same N/B scale
     np.testing.assert_allclose(four_devices["dp_grad"], four_devices["dp_grad_ref"], rtol=1e-5)
     assert np.abs(four_devices["dp_grad"]).min() > 1e-3
-    assert str(four_devices["dp_chain_method"]) == "vectorized"
-    beta = four_devices["dp_beta"]
+
+
+@pytest.mark.slow
+def test_data_parallel_sgld_fit(four_devices_more):
+    assert str(four_devices_more["dp_chain_method"]) == "vectorized"
+    beta = four_devices_more["dp_beta"]
     assert beta.shape == (2, 200, 3) and np.all(np.isfinite(beta))
     # separable data along (1, -1, 0.5): the draws lean that way
     mean = beta.reshape(-1, 3).mean(0)
