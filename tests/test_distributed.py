@@ -28,9 +28,17 @@ Y = np.array([0.3, -0.1, 1.2, 0.8, 0.1, 0.5])
 
 
 def _env(num_devices: int | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    """This process's environment (the suite's XLA flags and compilation cache), with
+    ``num_devices`` forced CPU devices instead of any device count it asked for."""
+    env = dict(os.environ)
+    flags = [
+        f
+        for f in env.get("XLA_FLAGS", "").split()
+        if not f.startswith("--xla_force_host_platform_device_count")
+    ]
     if num_devices is not None:
-        env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+        flags.append(f"--xla_force_host_platform_device_count={num_devices}")
+    env["XLA_FLAGS"] = " ".join(flags)
     env["JAX_PLATFORMS"] = "cpu"
     return env
 
