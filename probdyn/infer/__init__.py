@@ -25,6 +25,7 @@ from probdyn.infer.particle import (
 )
 from probdyn.infer.pmmh import PMMH, PMMHState
 from probdyn.infer.prior import sample_prior
+from probdyn.infer.replicates import ReplicateFits, fit_replicates
 from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_model
 from probdyn.infer.surrogate import (
     SURROGATE_METHODS,
@@ -48,12 +49,14 @@ __all__ = [
     "PMMH",
     "PMMHState",
     "ParticleFilterResult",
+    "ReplicateFits",
     "Propagation",
     "SGHMC",
     "SGLD",
     "SGNHT",
     "emulator_loss",
     "fit",
+    "fit_replicates",
     "full_data_model",
     "hmm_one_hot_batch",
     "linear_kl_schedule",

@@ -5,7 +5,8 @@ compiled program. With one, warmup runs once (NumPyro's ``MCMC.warmup``, the ada
 schedule needs it whole), and sampling runs in segments of ``checkpoint_every`` kept draws
 through one jitted function built here, ``(states, n) -> (states, draws)``: a
 ``lax.scan`` of the kernel's ``sample`` over ``n * thinning`` iterations, vmapped
-(``"vectorized"``), pmapped (``"parallel"``) or called chain by chain (``"sequential"``).
+(``"vectorized"``), split over devices (``"sharded"``), pmapped (``"parallel"``) or
+called chain by chain (``"sequential"``).
 It is compiled once per distinct segment length (at most two: ``checkpoint_every`` and
 the remainder), so a run of hundreds of segments neither recompiles nor grows in memory,
 unlike calling ``MCMC.run`` per segment.
@@ -23,6 +24,7 @@ import numpy as np
 from numpyro.infer import MCMC
 from tqdm.auto import tqdm
 
+from probdyn.distributed import chain_map, map_over_devices
 from probdyn.infer.checkpoint import Checkpoint, to_numpy
 
 __all__ = ["run_mcmc", "segment_sampler"]
@@ -53,8 +55,9 @@ def segment_sampler(
         State fields to collect besides ``z`` (dotted names allowed).
     thinning : int
         Iterations per kept draw.
-    chain_method : {"vectorized", "parallel", "sequential"}
-        How the chains (the leading axis of ``states``) advance.
+    chain_method : {"sharded", "vectorized", "parallel", "sequential"}
+        How the chains (the leading axis of ``states``) advance ("sharded": over every
+        device, :func:`probdyn.distributed.map_over_devices`).
 
     Returns
     -------
@@ -76,7 +79,12 @@ def segment_sampler(
 
         return jax.lax.scan(draw, state, None, length=n)
 
-    if chain_method == "parallel":
+    if chain_method == "sharded":
+        mapped = functools.cache(lambda n: map_over_devices(lambda s: one_chain(s, n)))
+
+        def batched(states, n):
+            return mapped(n)(states)
+    elif chain_method == "parallel":
         batched = jax.pmap(one_chain, in_axes=(0, None), static_broadcasted_argnums=1)
     elif chain_method == "sequential":
         single = jax.jit(one_chain, static_argnums=1)
@@ -144,14 +152,16 @@ def run_mcmc(
     del method
 
     def make_mcmc(num_iterations):
+        sharded = chain_method == "sharded" and num_chains > 1
         return MCMC(
             kernel,
             num_warmup=num_warmup,
             num_samples=num_iterations,
             num_chains=num_chains,
             thinning=thinning,
-            chain_method=chain_method,
-            progress_bar=progress_bar,
+            # NumPyro maps a callable chain_method over the chains, as it does pmap
+            chain_method=chain_map() if sharded else chain_method.replace("sharded", "sequential"),
+            progress_bar=progress_bar and not sharded,
         )
 
     if checkpoint is None:

@@ -75,13 +75,16 @@ from numpyro.handlers import seed
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import ParamInfo, initialize_model
-from numpyro.primitives import Messenger
 from numpyro.util import identity, is_prng_key
 
+from probdyn.infer.data_parallel import sharded_grad_estimator, sharded_plates
+from probdyn.infer.minibatch import full_data_model, full_plates, iid_indices, iid_plates
 from probdyn.infer.schedules import Schedule, cycle_length_from, cyclical_schedule, make_schedule
 
 Array = jax.Array
 PyTree = Any
+# the minibatch handlers live in probdyn.infer.minibatch; the old private names stay
+_iid_indices, _iid_plates, _full_plates = iid_indices, iid_plates, full_plates
 
 __all__ = [
     "SGLD",
@@ -171,7 +174,21 @@ class _SGMCMC(MCMCKernel):
         schedule_kwargs: dict | None = None,
         init_strategy: Callable = init_to_uniform,
         subsample: str = "iid",
+        data_parallel: tuple[int | str, ...] | None = None,
     ):
+        if data_parallel is not None:
+            data_parallel = tuple(data_parallel)
+            if not data_parallel or not all(
+                isinstance(d, str) or (isinstance(d, int) and not isinstance(d, bool))
+                for d in data_parallel
+            ):
+                raise TypeError(
+                    f"`data_parallel`={data_parallel!r}; expected positions (int) or names "
+                    "(str) of the model arguments holding the subsampled data"
+                )
+            if subsample != "iid" or model is None:
+                raise ValueError("`data_parallel` needs a `model` and `subsample`='iid'.")
+        self._data_parallel = data_parallel
         if subsample not in ("iid", "without_replacement"):
             raise ValueError(
                 f"`subsample` must be 'iid' or 'without_replacement', got {subsample!r}."
@@ -239,6 +256,10 @@ class _SGMCMC(MCMCKernel):
     def _grad_estimator(self, model_args, model_kwargs) -> Callable:
         """``(z, rng_key) -> grad log density``: BlackJAX's gradient-estimator contract, the
         key playing the role of the minibatch."""
+        if self._data_parallel is not None:
+            return sharded_grad_estimator(
+                self._potential_fn_gen, model_args, model_kwargs, self._data_parallel
+            )
         grad_potential = jax.grad(self.get_potential_fn(model_args, model_kwargs))
         return lambda z, rng_key: jax.tree.map(jnp.negative, grad_potential(z, rng_key))
 
@@ -250,7 +271,9 @@ class _SGMCMC(MCMCKernel):
         else:
             rng_key, key_init = random.split(rng_key)
         if self._model is not None:
-            model = _iid_plates(self._model) if self._subsample == "iid" else self._model
+            model = iid_plates(self._model) if self._subsample == "iid" else self._model
+            if self._data_parallel is not None:
+                model = sharded_plates(self._model, num_shards=jax.device_count())
             info, self._potential_fn_gen, self._postprocess_fn, _ = initialize_model(
                 key_init,
                 model,
@@ -355,6 +378,13 @@ class SGLD(_SGMCMC):
     subsample
         ``"iid"`` (default): minibatch indices i.i.d. uniform over ``range(N)``;
         ``"without_replacement"``: NumPyro's own subsample (slow on CPU for large ``N``).
+    data_parallel
+        Positions (int) or names (str) of the model arguments that hold the subsampled
+        plate's data: they are split over every device along their leading axis, each
+        device takes ``B / D`` of the minibatch from its shard and the gradients are
+        summed with a ``psum`` (:mod:`probdyn.infer.data_parallel`; the plate's size must
+        be read from the data's shape, ``subsample_size`` a multiple of the device count;
+        chains then run ``"vectorized"``).
 
     Notes
     -----
@@ -613,50 +643,6 @@ class CSGLD(_SGMCMC):
         step_size = self._schedule(i)
         z = sgld.step(key_noise, z, key_batch, step_size)
         return CSGLDState(i + 1, z, step_size, i // self._cycle_length, state.rng_key)
-
-
-def _iid_indices(size: int, subsample_size: int, rng_key: Array | None = None) -> Array:
-    return random.randint(rng_key, (subsample_size,), 0, size)
-
-
-class _iid_plates(Messenger):
-    """Subsampled plates draw i.i.d. uniform indices; only the plate's ``fn`` changes, so
-    the ``seed`` handler still supplies the key and :func:`full_data_model` still wins."""
-
-    def process_message(self, msg):
-        if msg["type"] == "plate" and msg["value"] is None:
-            msg["fn"] = _iid_indices
-
-
-class _full_plates(Messenger):
-    def process_message(self, msg):
-        # a subsampled plate sends value None (its indices are drawn below this handler)
-        if msg["type"] == "plate" and msg["value"] is None:
-            size = msg["args"][0]
-            msg["args"] = (size, size)
-            msg["value"] = jnp.arange(size)
-
-
-def full_data_model(model: Callable) -> Callable:
-    """The model with every subsampled plate running over its full index range.
-
-    Subsampled plates then cover all ``N`` points with scale 1, so the returned model
-    gives full-data log-likelihoods (``numpyro.infer.log_likelihood``, ArviZ) and posterior
-    predictive draws of the whole data set (``Predictive``) from SG-MCMC draws; call it with
-    the same arguments as ``model``.
-
-    Parameters
-    ----------
-    model
-        NumPyro model.
-
-    Returns
-    -------
-    model
-        ``model`` under a handler that sets every subsampled plate's indices to
-        ``arange(size)``.
-    """
-    return _full_plates(model)
 
 
 KERNELS: dict[str, type[_SGMCMC]] = {"sgld": SGLD, "sghmc": SGHMC, "sgnht": SGNHT, "csgld": CSGLD}

@@ -457,7 +457,7 @@ def draw_from_guide(
         draws = guide.sample_posterior(key_guide, params, *args, sample_shape=(total,), **kwargs)
     else:
         # A guide callable may subsample plates (minibatch SVI); draw for every data point.
-        from probdyn.infer.sgmcmc import full_data_model
+        from probdyn.infer.minibatch import full_data_model
 
         full_guide = full_data_model(guide)
         draws = Predictive(full_guide, params=params, num_samples=total)(key_guide, *args, **kwargs)

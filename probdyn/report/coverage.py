@@ -3,8 +3,9 @@
 Simulation-based calibration (:mod:`probdyn.report.sbc`) draws the truth from the prior; a
 scientist who asks "if the channel's rates are these, how often does my 90% interval
 contain them?" needs the truth held fixed instead. :func:`replicate_coverage` fits every
-replicate data set with NUTS in one compiled program (``vmap`` over replicates, as
-``sbc(vectorized=True)``) and counts, per scalar parameter and interval level, how often
+replicate data set with NUTS in one compiled program
+(:func:`probdyn.infer.fit_replicates`: ``vmap`` over replicates within a device, the
+replicates split over devices) and counts, per scalar parameter and interval level, how often
 the central interval contains the true value. With ``R`` replicates and nominal level
 ``p`` the count is Binomial(R, p) when intervals are calibrated; the result reports the
 two-sided binomial p-value of that hypothesis.
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from probdyn.report.sbc import _fit_vectorized_hmc, _flat_labels
+from probdyn.report.sbc import _flat_labels
 
 __all__ = ["ReplicateCoverage", "replicate_coverage"]
 
@@ -127,6 +128,7 @@ def replicate_coverage(
     num_warmup: int = 500,
     num_samples: int = 500,
     seed: int = 0,
+    mesh=None,
     **nuts_options,
 ) -> ReplicateCoverage:
     """Coverage of the true parameters by central posterior intervals over replicates.
@@ -150,6 +152,9 @@ def replicate_coverage(
         NUTS warmup and draws, one chain per replicate.
     seed : int
         Seeds initialisation and sampling.
+    mesh : jax.sharding.Mesh, optional
+        1-D device mesh the replicates are split over (default every device, of every
+        process; :func:`probdyn.infer.fit_replicates`).
     **nuts_options
         ``target_accept_prob``, ``max_tree_depth``, ``dense_mass``.
 
@@ -158,6 +163,8 @@ def replicate_coverage(
     ReplicateCoverage
     """
     import jax
+
+    from probdyn.infer.replicates import fit_replicates  # here: infer imports report
 
     levels = tuple(float(lv) for lv in levels)
     if not levels or any(not 0 < lv < 1 for lv in levels) or list(levels) != sorted(levels):
@@ -171,17 +178,18 @@ def replicate_coverage(
         raise ValueError("truth must name at least one latent site")
     obs_batch = {k: jax.numpy.asarray(v) for k, v in datasets.items()}
     params = list(truth)
-    draws, divergences = _fit_vectorized_hmc(
+    draws, divergences = fit_replicates(
         model,
-        args,
-        dict(model_kwargs or {}),
         obs_batch,
-        params,
-        "nuts",
-        num_samples,
-        1,
-        seed,
-        {"num_warmup": num_warmup, **nuts_options},
+        *args,
+        model_kwargs=model_kwargs,
+        params=params,
+        method="nuts",
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        seed=seed,
+        mesh=mesh,
+        **nuts_options,
     )
     R = next(iter(sizes.values()))
     names, true_cols, draw_cols = [], [], []

@@ -243,13 +243,12 @@ _VECTOR_OPTIONS = {
 
 
 def _fit_vectorized_hmc(
-    model, args, model_kwargs, obs_batch, params, method, num_draws, thin, seed, options
+    model, args, model_kwargs, obs_batch, params, method, num_draws, thin, seed, options, mesh=None
 ):
-    """All replicates in one compiled program: ``vmap`` over replicates of a ``lax.scan``
-    of NumPyro's functional NUTS/HMC (``numpyro.infer.hmc.hmc``), warmup adaptation
-    included. Returns (draws (R, num_draws, ...) per param, divergences (R,))."""
-    from numpyro.infer.hmc import hmc
-    from numpyro.infer.util import initialize_model
+    """All replicates in one program through :func:`probdyn.infer.fit_replicates` (the
+    replicate axis over every device). Returns (draws (R, num_draws, ...) per param,
+    divergences (R,))."""
+    from probdyn.infer.replicates import fit_replicates
 
     unknown = sorted(set(options) - _VECTOR_OPTIONS)
     if unknown:
@@ -261,60 +260,22 @@ def _fit_vectorized_hmc(
         raise ValueError(
             f"vectorized=True runs one chain per replicate; got num_chains={options['num_chains']}"
         )
-    num_warmup = int(options.get("num_warmup", 500))
-    init_opts = {
-        k: options[k]
-        for k in (
-            "target_accept_prob",
-            "max_tree_depth",
-            "dense_mass",
-            "step_size",
-            "num_steps",
-            "trajectory_length",
-        )
-        if k in options
-    }
-    num_iter = num_draws * thin
-    key_init, key_z, key_run = jax.random.split(jax.random.key(seed), 3)
-    first = {**model_kwargs, **jax.tree.map(lambda x: x[0], obs_batch)}
-    info = initialize_model(key_init, model, model_args=args, model_kwargs=first, dynamic_args=True)
-    init_kernel, sample_kernel = hmc(
-        potential_fn_gen=info.potential_fn, algo="NUTS" if method == "nuts" else "HMC"
+    hmc_options = {k: v for k, v in options.items() if k not in ("num_warmup", "num_chains")}
+    fits = fit_replicates(
+        model,
+        obs_batch,
+        *args,
+        model_kwargs=model_kwargs,
+        params=params,
+        method=method,
+        num_warmup=int(options.get("num_warmup", 500)),
+        num_samples=num_draws * thin,
+        thinning=thin,
+        seed=seed,
+        mesh=mesh,
+        **hmc_options,
     )
-    num_reps = jax.tree.leaves(obs_batch)[0].shape[0]
-    # numpyro's default init_to_uniform: uniform(-2, 2) in the unconstrained space
-    leaves, treedef = jax.tree.flatten(info.param_info.z)
-    zkeys = jax.random.split(key_z, len(leaves))
-    z0 = treedef.unflatten(
-        [
-            jax.random.uniform(k, (num_reps, *jax.numpy.shape(x)), minval=-2.0, maxval=2.0)
-            for k, x in zip(zkeys, leaves, strict=True)
-        ]
-    )
-
-    def run_one(rng_key, z_init, obs):
-        kwargs = {**model_kwargs, **obs}
-        state = init_kernel(
-            z_init,
-            num_warmup,
-            model_args=args,
-            model_kwargs=kwargs,
-            rng_key=rng_key,
-            **init_opts,
-        )
-
-        def body(st, _):
-            st = sample_kernel(st, model_args=args, model_kwargs=kwargs)
-            return st, (st.z, st.diverging)
-
-        _, (zs, div) = jax.lax.scan(body, state, None, length=num_warmup + num_iter)
-        zs = jax.tree.map(lambda x: x[num_warmup::thin], zs)
-        constrained = jax.vmap(info.postprocess_fn(*args, **kwargs))(zs)
-        return {p: constrained[p] for p in params}, div[num_warmup:].sum()
-
-    keys = jax.random.split(key_run, num_reps)
-    draws, div = jax.jit(jax.vmap(run_one))(keys, z0, obs_batch)
-    return jax.device_get(draws), np.asarray(div)
+    return fits.draws, fits.divergences
 
 
 def _has_named_param(fn: Callable, name: str) -> bool:
@@ -404,6 +365,7 @@ def sbc(
     fit_fn: Callable | None = None,
     vectorized: bool = False,
     progress_bar: bool = True,
+    mesh=None,
     **fit_options,
 ) -> SBCResult:
     """Simulation-based calibration of ``method`` on ``model`` (Talts et al. 2018).
@@ -467,9 +429,14 @@ def sbc(
     fit_fn : callable, optional
         Replacement for :func:`probdyn.infer.fit` with the same signature and return type.
     vectorized : bool
-        Run all replicates in one vmapped NUTS/HMC program instead of calling ``fit``.
+        Run all replicates in one vmapped NUTS/HMC program instead of calling ``fit``
+        (:func:`probdyn.infer.fit_replicates`: the replicate axis is split over every
+        device, and over every process under :func:`probdyn.distributed.initialize`).
     progress_bar : bool
         Show a tqdm bar over replicates (the per-fit bars are always off).
+    mesh : jax.sharding.Mesh, optional
+        With ``vectorized=True``: the 1-D device mesh of the replicates (default all
+        devices, :func:`probdyn.distributed.device_mesh`).
     **fit_options
         Passed to ``fit`` (``num_warmup``, ``num_chains`` (default 1 here), ...).
 
@@ -560,6 +527,7 @@ def sbc(
             thin,
             seed,
             fit_options,
+            mesh,
         )
         post = np.concatenate(
             [np.asarray(draws[p]).reshape(num_replicates, num_posterior_draws, -1) for p in params],
