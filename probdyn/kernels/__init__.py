@@ -8,6 +8,8 @@
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
+- :mod:`probdyn.kernels.kalman`: Kalman filter, RTS smoother and state simulation for
+  linear-Gaussian state-space models; exact LTI-SDE transitions between observation times.
 - :mod:`probdyn.kernels.sinkhorn`: debiased Sinkhorn divergence between point clouds
   (ott-jax, geomloss conventions).
 - :mod:`probdyn.kernels.cme`: the chemical master equation on a truncated box (sparse
@@ -53,6 +55,16 @@ from probdyn.kernels.hmm import (
     hmm_smoother,
     hmm_two_slice_marginals,
 )
+from probdyn.kernels.kalman import (
+    KalmanFilterResult,
+    KalmanSmootherResult,
+    kalman_filter,
+    kalman_innovations,
+    kalman_sample_states,
+    kalman_smoother,
+    lti_transitions,
+    psd_cholesky,
+)
 from probdyn.kernels.sde import (
     SDE,
     SOLVERS,
@@ -85,6 +97,8 @@ __all__ = [
     "CMEFilterResult",
     "HMMFilterResult",
     "HMMPosterior",
+    "KalmanFilterResult",
+    "KalmanSmootherResult",
     "SSAPath",
     "boundary_mass",
     "bounding_box_diameter",
@@ -109,10 +123,16 @@ __all__ = [
     "hmm_sample_states",
     "hmm_smoother",
     "hmm_two_slice_marginals",
+    "kalman_filter",
+    "kalman_innovations",
+    "kalman_sample_states",
+    "kalman_smoother",
     "langevin_sde",
     "lti_sde",
     "lti_transition",
+    "lti_transitions",
     "noise_shape",
+    "psd_cholesky",
     "refine_times",
     "sde_path_log_prob",
     "sde_step",

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import partial
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +32,9 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
+from probdyn.kernels import kalman as KL
 from probdyn.kernels import sde as K_
+from probdyn.kernels.kalman import KalmanFilterResult, KalmanSmootherResult
 from probdyn.processes._checks import concrete as _concrete
 from probdyn.processes._checks import validate_sample as _validate_sample
 
@@ -312,24 +313,6 @@ def _warn_nonfinite(name, sde, path):
 # --------------------------------------------------------------------------------------
 
 
-class KalmanFilterResult(NamedTuple):
-    """Kalman filter output: means (T, D), covariances (T, D, D), log-likelihood ()."""
-
-    filtered_means: jax.Array
-    filtered_covs: jax.Array
-    predicted_means: jax.Array
-    predicted_covs: jax.Array
-    log_likelihood: jax.Array
-
-
-class KalmanSmootherResult(NamedTuple):
-    """RTS smoother output: means (T, D), covariances (T, D, D), log-likelihood ()."""
-
-    smoothed_means: jax.Array
-    smoothed_covs: jax.Array
-    log_likelihood: jax.Array
-
-
 def _matern_state_space(nu, lengthscale, variance, dtype):
     """(A, L) of the Matérn-nu prior (nu in {0.5, 1.5, 2.5}); Särkkä & Solin (2019) 12.3."""
     ell, s2 = jnp.asarray(lengthscale, dtype), jnp.asarray(variance, dtype)
@@ -503,14 +486,14 @@ class LinearSDE(Distribution):
     def transitions(self):
         """Exact transitions between consecutive times: Phi (T-1, D, D), c (T-1, D),
         Q (T-1, D, D)."""
-        return _lti_transitions(
+        return KL.lti_transitions(
             self.A,
             self.b,
             self.L,
+            self.times,
             self.initial_mean,
             self.initial_cov,
-            self.times,
-            self.stationary,
+            stationary=self.stationary,
         )
 
     def _check_value(self, value, name="value"):
@@ -559,7 +542,7 @@ class LinearSDE(Distribution):
         """Draw states (*sample_shape, T, D) and observations (*sample_shape, T, obs_dim)."""
         Phi, c, Q = self.transitions()
         Cq = _chol_batched(Q)
-        C0 = K_._chol_psd(self.initial_cov)
+        C0 = KL.psd_cholesky(self.initial_cov)
         Cr = jnp.linalg.cholesky(self.obs_cov)
         T, O = self.event_shape
         D = self.A.shape[0]
@@ -580,93 +563,13 @@ class LinearSDE(Distribution):
         return self.sample_with_states(key, sample_shape)[1]
 
 
-# --------------------------------------------------------------------------------------
-# Kalman kernels (module level and jitted, so that compilations are shared by instances)
-# --------------------------------------------------------------------------------------
-
-
-@partial(jax.jit, static_argnames="stationary")
-def _lti_transitions(A, b, L, m0, P0, times, stationary):
-    dts = jnp.diff(times)
-    if not stationary:
-        return jax.vmap(lambda dt: K_._lti_transition(A, b, L, dt))(dts)
-    Phi = jax.vmap(lambda dt: jax.scipy.linalg.expm(A * dt))(dts)
-    c = m0 - Phi @ m0
-    Q = P0 - jnp.einsum("nij,jk,nlk->nil", Phi, P0, Phi)
-    return Phi, c, 0.5 * (Q + jnp.swapaxes(Q, -1, -2))
-
-
-def _kalman_filter(y, Phi, c, Q, H, R, m0, P0):
-    """Kalman filter of one sequence y (T, O) over transitions (T-1, ...)."""
-    mf, Pf, mp, Pp, ll = _kalman_scan(y, Phi, c, Q, H, R, m0, P0)
-    return KalmanFilterResult(mf, Pf, mp, Pp, jnp.sum(ll))
-
-
-def _kalman_innovations(y, Phi, c, Q, H, R, m0, P0):
-    """Per-step innovation log-densities log N(y_t; H m_t|t-1, S_t), shape (T,)."""
-    return _kalman_scan(y, Phi, c, Q, H, R, m0, P0)[-1]
-
-
-def _kalman_scan(y, Phi, c, Q, H, R, m0, P0):
-    """The filter's scan: filtered/predicted moments and per-step log-likelihoods."""
-    D = m0.shape[0]
-    eye = jnp.eye(D, dtype=Phi.dtype)
-    pad = (eye[None], jnp.zeros((1, D), c.dtype), jnp.zeros_like(Q[:1]))
-    xs = (y,) + tuple(jnp.concatenate([a, p]) for a, p in zip((Phi, c, Q), pad, strict=True))
-
-    def body(carry, x):
-        m, P = carry
-        yt, F, ct, Qt = x
-        S = H @ P @ H.T + R
-        C = jnp.linalg.cholesky(S)
-        Kt = jax.scipy.linalg.cho_solve((C, True), H @ P).T  # P H^T S^-1
-        r = yt - H @ m
-        ll = K_._mvn_logpdf_chol(r, C)
-        mf = m + Kt @ r
-        IKH = eye - Kt @ H
-        Pf = IKH @ P @ IKH.T + Kt @ R @ Kt.T  # Joseph form
-        mp = F @ mf + ct
-        Pp = F @ Pf @ F.T + Qt
-        return (mp, 0.5 * (Pp + Pp.T)), (mf, Pf, m, P, ll)
-
-    _, out = jax.lax.scan(body, (m0, P0), xs)
-    return out
-
-
-def _rts_smoother(y, Phi, c, Q, H, R, m0, P0):
-    """Rauch-Tung-Striebel smoother of one sequence y (T, O)."""
-    f = _kalman_filter(y, Phi, c, Q, H, R, m0, P0)
-
-    def body(carry, x):
-        ms, Ps = carry
-        mf, Pf, F, mp, Pp = x
-        C = jnp.linalg.cholesky(Pp)
-        G = jax.scipy.linalg.cho_solve((C, True), F @ Pf).T  # Pf F^T Pp^-1
-        m = mf + G @ (ms - mp)
-        P = Pf + G @ (Ps - Pp) @ G.T
-        return (m, 0.5 * (P + P.T)), (m, 0.5 * (P + P.T))
-
-    xs = (f.filtered_means[:-1], f.filtered_covs[:-1], Phi)
-    xs = xs + (f.predicted_means[1:], f.predicted_covs[1:])
-    init = (f.filtered_means[-1], f.filtered_covs[-1])
-    _, (ms, Ps) = jax.lax.scan(body, init, xs, reverse=True)
-    ms = jnp.concatenate([ms, init[0][None]])
-    Ps = jnp.concatenate([Ps, init[1][None]])
-    return KalmanSmootherResult(ms, Ps, f.log_likelihood)
-
-
-def _sample_states(x0, z, Phi, c, Cq):
-    def body(x, inp):
-        F, ct, C, zt = inp
-        x = F @ x + ct + C @ zt
-        return x, x
-
-    return jnp.concatenate([x0[None], jax.lax.scan(body, x0, (Phi, c, Cq, z))[1]])
-
-
+# Kalman kernels (probdyn.kernels.kalman), batched over sequences and jitted at module level
+# so that compilations are shared by instances
 _IN_AXES = (0,) + (None,) * 7
-_kalman_filter_batched = jax.jit(jax.vmap(_kalman_filter, in_axes=_IN_AXES))
-_kalman_innovations_batched = jax.jit(jax.vmap(_kalman_innovations, in_axes=_IN_AXES))
-_rts_smoother_batched = jax.jit(jax.vmap(_rts_smoother, in_axes=_IN_AXES))
-_chol_batched = jax.jit(jax.vmap(K_._chol_psd))
-_sample_states_batched = jax.jit(jax.vmap(_sample_states, in_axes=(0, 0, None, None, None)))
+_kalman_filter_batched = jax.jit(jax.vmap(KL.kalman_filter, in_axes=_IN_AXES))
+_kalman_innovations_batched = jax.jit(jax.vmap(KL.kalman_innovations, in_axes=_IN_AXES))
+_rts_smoother_batched = jax.jit(jax.vmap(KL.kalman_smoother, in_axes=_IN_AXES))
+_chol_batched = jax.jit(jax.vmap(KL.psd_cholesky))
+_sample_states_batched = jax.jit(
+    jax.vmap(KL.kalman_sample_states, in_axes=(0, 0, None, None, None))
+)
