@@ -1,14 +1,9 @@
 """NumPyro distributions over whole trajectories, built on :mod:`probdyn.kernels`."""
 
 from probdyn.processes.cme import CMEObservations
-from probdyn.processes.ctmc import (
-    CTMCPath,
-    MarkovJumpProcess,
-    ObservedCTMC,
-    ObservedCTMCPath,
-    mean_dwell_times,
-)
 from probdyn.processes.hmm import DiscreteHMM
+from probdyn.processes.mjp import CTMCPath, MarkovJumpProcess, mean_dwell_times
+from probdyn.processes.observed_ctmc import ObservedCTMC, ObservedCTMCPath
 from probdyn.processes.panel import PanelCTMC, generator_from_log_rates
 from probdyn.processes.reaction import ReactionNetwork, ReactionPath
 from probdyn.processes.sde import (
