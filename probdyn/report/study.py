@@ -9,7 +9,10 @@ the result should show) become the opening of ``report.md``; the paragraph start
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping, Sequence
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +25,9 @@ __all__ = [
     "interval_rows",
     "interval_table_markdown",
     "max_over",
+    "nuts_metrics",
     "study_parser",
+    "write_outputs",
 ]
 
 
@@ -153,6 +158,87 @@ def doc_as_markdown(doc: str) -> str:
 def max_over(dataset) -> float:
     """Largest value over all variables of an xarray Dataset (e.g. ``az.rhat(idata)``)."""
     return max(float(dataset[v].max()) for v in dataset.data_vars)
+
+
+def nuts_metrics(idata, var_names: Sequence[str]) -> dict[str, float | int]:
+    """Convergence metrics of an MCMC result over ``var_names``, as the studies report them.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData or xarray.DataTree
+        With a ``posterior`` group of at least two chains (R-hat needs them).
+    var_names : sequence of str
+        The parameters checked (latent paths are usually left out).
+
+    Returns
+    -------
+    dict
+        ``rhat_max`` (largest rank-normalised split R-hat), ``ess_bulk_min`` (smallest bulk
+        ESS) and, when ``sample_stats`` has ``diverging`` (NUTS/HMC), ``divergences`` (the
+        number of divergent transitions over all chains).
+    """
+    import arviz as az
+
+    var_names = list(var_names)
+    out: dict[str, float | int] = {
+        "rhat_max": max_over(az.rhat(idata, var_names=var_names)),
+        "ess_bulk_min": -max_over(-az.ess(idata, var_names=var_names, method="bulk")),
+    }
+    stats = idata["sample_stats"] if "sample_stats" in _groups(idata) else None
+    if stats is not None and "diverging" in stats:
+        out["divergences"] = int(stats["diverging"].sum())
+    return out
+
+
+def _groups(idata) -> list[str]:
+    """Group names of an InferenceData (ArviZ 0.x) or a DataTree (ArviZ 1.x)."""
+    groups = getattr(idata, "groups", None)
+    if callable(groups):
+        return list(groups())
+    return list(getattr(idata, "children", {}))
+
+
+def write_outputs(
+    out: str | os.PathLike,
+    idata,
+    metrics: Mapping[str, Any],
+    report_lines: Sequence[str] | None,
+    *,
+    json_default: Callable[[Any], Any] | None = None,
+) -> list[str]:
+    """Write a study's standard outputs and list every file of the folder in its manifest.
+
+    Writes ``idata.nc`` (``idata.to_netcdf``; skipped when ``idata`` is None),
+    ``metrics.json`` (``json.dumps(metrics, indent=2)``) and ``report.md`` (the lines
+    joined by newlines; skipped when ``report_lines`` is None, for a study that wrote it
+    already), then :func:`probdyn.report.output.record_outputs`, so figures written before
+    are listed too.
+
+    Parameters
+    ----------
+    out : str or PathLike
+        The folder made by :func:`probdyn.report.output.prepare_output_dir`.
+    idata : arviz.InferenceData or xarray.DataTree or None
+    metrics : mapping
+        JSON-serialisable (with ``json_default`` for other values, e.g. ``float``).
+    report_lines : sequence of str or None
+    json_default : callable, optional
+        ``default`` of :func:`json.dumps`.
+
+    Returns
+    -------
+    list of str
+        The files the manifest lists.
+    """
+    from probdyn.report.output import record_outputs
+
+    out = Path(out)
+    if idata is not None:
+        idata.to_netcdf(out / "idata.nc")
+    (out / "metrics.json").write_text(json.dumps(dict(metrics), indent=2, default=json_default))
+    if report_lines is not None:
+        (out / "report.md").write_text("\n".join(report_lines))
+    return record_outputs(out)
 
 
 def interval_rows(

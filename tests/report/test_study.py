@@ -49,3 +49,53 @@ def test_sizes_smoke_quick_full_and_exclusive(capsys):
         size_note("tiny")
     with pytest.raises(ValueError, match="sizes must be a mapping with keys"):
         study_parser("demo", "Demo.\n", sizes={"quick": {}, "full": {}})
+
+
+def _toy_idata(diverging=True):
+    import arviz as az
+
+    rng = np.random.default_rng(1)
+    post = {"a": rng.normal(size=(2, 200)), "b": rng.normal(size=(2, 200, 3))}
+    post["b"][1] += 3.0  # the chains of b disagree: R-hat far above 1
+    stats = (
+        {"diverging": np.zeros((2, 200), bool)} if diverging else {"accepted": np.ones((2, 200))}
+    )
+    if diverging:
+        stats["diverging"][0, [3, 50]] = True
+        stats["diverging"][1, 7] = True
+    return az.from_dict(posterior=post, sample_stats=stats)
+
+
+def test_nuts_metrics_aggregates_arviz_per_variable():
+    import arviz as az
+
+    from probdyn.report.study import nuts_metrics
+
+    idata = _toy_idata()
+    m = nuts_metrics(idata, ["a", "b"])
+    rhat, ess = az.rhat(idata), az.ess(idata, method="bulk")
+    assert m["rhat_max"] == pytest.approx(max(float(rhat[v].max()) for v in ("a", "b")))
+    assert m["ess_bulk_min"] == pytest.approx(min(float(ess[v].min()) for v in ("a", "b")))
+    assert m["rhat_max"] > 1.5 and m["divergences"] == 3
+    assert nuts_metrics(idata, ["a"])["rhat_max"] < 1.1
+    # samplers without divergences (PMMH): no key
+    assert "divergences" not in nuts_metrics(_toy_idata(diverging=False), ["a"])
+
+
+def test_write_outputs_files_and_manifest(tmp_path):
+    import json
+
+    import arviz as az
+
+    from probdyn.report.output import prepare_output_dir
+    from probdyn.report.study import write_outputs
+
+    out = prepare_output_dir(tmp_path / "run")
+    (out / "fig.png").write_bytes(b"png")
+    files = write_outputs(
+        out, _toy_idata(), {"x": np.float32(1.5)}, ["# t", "body"], json_default=float
+    )
+    assert files == ["fig.png", "idata.nc", "metrics.json", "report.md"]
+    assert json.loads((out / "metrics.json").read_text()) == {"x": 1.5}
+    assert (out / "report.md").read_text() == "# t\nbody"
+    assert az.from_netcdf(out / "idata.nc").posterior["b"].shape == (2, 200, 3)
