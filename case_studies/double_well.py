@@ -44,7 +44,6 @@ Outputs (in ``--out``, default ``results/double_well``): ``idata.nc``, ``metrics
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -54,15 +53,17 @@ import numpy as np
 
 from probdyn.kernels import sde as K_
 from probdyn.models import double_well as dw
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
     max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "double_well"
@@ -156,12 +157,8 @@ def _fit(parametrisation, times, y, args, num_chains, num_warmup, num_samples, s
 
 
 def _stats(idata, var_names):
-    import arviz as az
-
     return {
-        "rhat_max": max_over(az.rhat(idata, var_names=var_names)),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=var_names, method="bulk")),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
+        **nuts_metrics(idata, var_names),
         "mean_leapfrog_steps": float(idata.sample_stats["n_steps"].mean()),
     }
 
@@ -221,7 +218,7 @@ def _figures(out: Path, times, fine_t, fine_x, y, x_draws, samples, rates, truth
     plot_trace(samples["idata"], out / "trace.png", var_names=["theta", "sigma"])
 
 
-def _report(out: Path, m, rows, diagnostics_md: str):
+def _report(m, rows, diagnostics_md: str) -> list[str]:
     fwd = m.get("forward")
     lines = [
         "# double_well: NUTS on a latent double-well SDE path",
@@ -281,7 +278,7 @@ def _report(out: Path, m, rows, diagnostics_md: str):
         "![trace](trace.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     idata, fit_seconds = _fit(
         "bridge", times, y, args, num_chains, num_warmup, num_samples, args.seed + 1, x_true
     )
-    idata.to_netcdf(out / "idata.nc")
     post = idata.posterior
     samples = {k: _flat(post, k) for k in ("theta", "sigma", "x")}
     params = ["log_theta", "log_sigma"]
@@ -377,7 +373,6 @@ def main(argv: list[str] | None = None) -> int:
             "num_samples": f_samples,
             "fit_seconds": f_seconds,
         }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     samples["idata"] = idata
     _figures(
         out,
@@ -390,14 +385,13 @@ def main(argv: list[str] | None = None) -> int:
         {"simulated": sim_rates, "exact": exact_rates},
         truth,
     )
-    _report(out, metrics, rows, diagnostics.to_markdown())
+    write_outputs(out, idata, metrics, _report(metrics, rows, diagnostics.to_markdown()))
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, divergences {metrics['divergences']}, "
         f"90% coverage {metrics['coverage_90']:.0%}; switching rate {metrics['rate_mean']:.3f} "
         f"[{q05:.3f}, {q95:.3f}] vs true {truth['exact']:.3f}\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

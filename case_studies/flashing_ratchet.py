@@ -31,7 +31,6 @@ Outputs (in ``--out``, default ``results/flashing_ratchet``): ``idata.nc``,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -43,15 +42,16 @@ import numpyro.distributions as dist
 from probdyn.kernels.ctmc import stationary_distribution
 from probdyn.models import flashing_ratchet as fr
 from probdyn.processes.ctmc import MarkovJumpProcess, ObservedCTMC
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
-    max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "flashing_ratchet"
@@ -143,7 +143,7 @@ def _figures(out: Path, times, states, sites, p_on, samples, truth, path, idata)
     plot_trace(idata, out / "trace.png", var_names=["V", "r"])
 
 
-def _report(out: Path, metrics, rows, diagnostics_md: str):
+def _report(metrics, rows, diagnostics_md: str) -> list[str]:
     lines = [
         "# flashing_ratchet: a 6-state Brownian motor observed sparsely and noisily",
         "",
@@ -178,13 +178,11 @@ def _report(out: Path, metrics, rows, diagnostics_md: str):
         "![trace](trace.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
-    import arviz as az
-
     from probdyn import fit
     from probdyn.report import summary
 
@@ -212,7 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         constant_data={"true_states": states},
     )
     fit_seconds = time.perf_counter() - t0
-    idata.to_netcdf(out / "idata.nc")
     post = idata.posterior
     names = ("V", "r", "current", "entropy_production")
     samples = {k: np.asarray(post[k]).reshape(-1) for k in names}
@@ -239,9 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_chains": num_chains,
         "num_samples": num_samples,
         "seed": args.seed,
-        "rhat_max": max_over(az.rhat(idata, var_names=["V", "r"])),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=["V", "r"], method="bulk")),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
+        **nuts_metrics(idata, ["V", "r"]),
         "coverage_90": float(np.mean([r["covered"] for r in rows])),
         "potential_accuracy": float(np.mean((p_on > 0.5) == (states >= 3))),
         "hidden_path_overflow": bool(draw.overflow),
@@ -251,15 +246,13 @@ def main(argv: list[str] | None = None) -> int:
         "fit_seconds": fit_seconds,
         "parameters": rows,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, times, states, sites, p_on, samples, truth, path_arrays, idata)
-    _report(out, metrics, rows, diagnostics.to_markdown())
+    write_outputs(out, idata, metrics, _report(metrics, rows, diagnostics.to_markdown()))
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, divergences {metrics['divergences']}, "
         f"90% intervals cover {metrics['coverage_90']:.0%} of the truth\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -29,7 +29,6 @@ Outputs (in ``--out``, default ``results/hmm_regimes``): ``idata.nc``, ``metrics
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -40,15 +39,16 @@ import numpyro
 import numpyro.distributions as dist
 
 from probdyn import DiscreteHMM
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
-    max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "hmm_regimes"
@@ -177,7 +177,7 @@ def _interval_table(samples):
     return interval_rows(samples, {"rates": TRUE_RATES, "A": TRUE_A}, labels)
 
 
-def _report(out: Path, metrics, rows, diagnostics_md: str):
+def _report(metrics, rows, diagnostics_md: str) -> list[str]:
     lines = [
         "# hmm_regimes: a 3-state Poisson HMM fitted with NUTS",
         "",
@@ -228,13 +228,11 @@ def _report(out: Path, metrics, rows, diagnostics_md: str):
         "![rank](rank.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
-    import arviz as az
-
     from probdyn import fit
     from probdyn.report import crps, interval_coverage, summary
 
@@ -267,7 +265,6 @@ def main(argv: list[str] | None = None) -> int:
         constant_data={"true_states": states},
     )
     elapsed = time.perf_counter() - t0
-    idata.to_netcdf(out / "idata.nc")
     post = idata.posterior
     samples = {
         name: np.asarray(post[name]).reshape((-1,) + post[name].shape[2:])
@@ -290,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_chains": num_chains,
         "num_samples": num_samples,
         "seed": args.seed,
-        "rhat_max": max_over(az.rhat(idata, var_names=["rates", "A"])),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=["rates", "A"], method="bulk")),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
+        **nuts_metrics(idata, ["rates", "A"]),
         "coverage_90": float(np.mean([r["covered"] for r in rows])),
         "viterbi_accuracy": float(np.mean(viterbi == states)),
         "smoothed_accuracy": float(np.mean(state_probs.argmax(-1) == states)),
@@ -308,15 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         "fit_seconds": elapsed,
         "parameters": rows,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, y, states, viterbi, state_probs, idata, samples, replicates)
-    _report(out, metrics, rows, diagnostics.to_markdown())
+    write_outputs(out, idata, metrics, _report(metrics, rows, diagnostics.to_markdown()))
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, divergences {metrics['divergences']}, "
         f"90% coverage {metrics['coverage_90']:.0%}, Viterbi accuracy "
         f"{metrics['viterbi_accuracy']:.1%}\nwrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -36,7 +36,6 @@ Outputs (in ``--out``, default ``results/ion_channel``): ``idata.nc``, ``metrics
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -47,15 +46,16 @@ import numpy as np
 from probdyn.kernels.ctmc import stationary_distribution
 from probdyn.models import ion_channel as ic
 from probdyn.processes.ctmc import ObservedCTMC
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
-    max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "ion_channel"
@@ -213,7 +213,7 @@ def _figures(out: Path, times, states, y, state_probs, samples, idata, cov):
     plot_trace(idata, out / "trace.png", var_names=["log_rates", "i_open", "sigma"])
 
 
-def _report(out: Path, metrics, rows, cov, diagnostics_md: str):
+def _report(metrics, rows, cov, diagnostics_md: str) -> list[str]:
     lines = [
         "# ion_channel: gating rates of a C <-> O <-> I channel with NUTS",
         "",
@@ -263,13 +263,11 @@ def _report(out: Path, metrics, rows, cov, diagnostics_md: str):
         "![trace](trace.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
-    import arviz as az
-
     from probdyn import fit
     from probdyn.report import summary
 
@@ -302,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         constant_data={"true_states": states},
     )
     fit_seconds = time.perf_counter() - t0
-    idata.to_netcdf(out / "idata.nc")
     post = idata.posterior
     samples = {k: _flat(post, k) for k in ("rates", "i_open", "sigma", "stationary", "mean_dwell")}
     var_names = ["log_rates", "i_open", "sigma"]
@@ -322,9 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         "num_chains": num_chains,
         "num_samples": num_samples,
         "seed": args.seed,
-        "rhat_max": max_over(az.rhat(idata, var_names=var_names)),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=var_names, method="bulk")),
-        "divergences": int(idata.sample_stats["diverging"].sum()),
+        **nuts_metrics(idata, var_names),
         "coverage_90": float(np.mean([r["covered"] for r in rows])),
         "state_accuracy": float(np.mean(state_probs.argmax(-1) == states)),
         "coverage_replicates": cov.num_replicates,
@@ -340,16 +335,14 @@ def main(argv: list[str] | None = None) -> int:
         "coverage_seconds": coverage_seconds,
         "parameters": rows,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, times, states, y, state_probs, samples, idata, cov)
-    _report(out, metrics, rows, cov, diagnostics.to_markdown())
+    write_outputs(out, idata, metrics, _report(metrics, rows, cov, diagnostics.to_markdown()))
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, divergences {metrics['divergences']}, "
         f"90% intervals cover {metrics['coverage_90']:.0%} of the truth; replicate coverage "
         f"{metrics['replicate_coverage_90_mean']:.0%} (nominal 90%)\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

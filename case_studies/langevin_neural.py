@@ -48,7 +48,6 @@ Outputs (in ``--out``, default ``results/langevin_neural``): ``idata.nc``, ``met
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -56,8 +55,14 @@ import jax
 import numpy as np
 
 from probdyn.models import langevin_flow as lf
-from probdyn.report.output import prepare_output_dir, record_outputs
-from probdyn.report.study import chosen_size, doc_as_markdown, size_note, study_parser
+from probdyn.report.output import prepare_output_dir
+from probdyn.report.study import (
+    chosen_size,
+    doc_as_markdown,
+    size_note,
+    study_parser,
+    write_outputs,
+)
 
 NAME = "langevin_neural"
 MODELS = ("langevin", "lds", "latent_sde")
@@ -258,7 +263,7 @@ def _figures(
     plt.close(fig)
 
 
-def _report(out: Path, metrics):
+def _report(metrics) -> list[str]:
     models = metrics["models"]
     lines = [
         "# langevin_neural: Langevin-flow latents vs LDS vs latent SDE on Lorenz spikes",
@@ -320,7 +325,7 @@ def _report(out: Path, metrics):
         "![training loss](training_loss.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -381,7 +386,6 @@ def main(argv: list[str] | None = None) -> int:
 
     lang = fitted_models["langevin"]
     idata = _idata(lang, preds["langevin"], data, ev, heldout, t_obs)
-    idata.to_netcdf(out / "idata.nc")
     spikes_ev = data.spikes[ev]
     metrics = {
         "seed": args.seed,
@@ -410,11 +414,10 @@ def main(argv: list[str] | None = None) -> int:
             metrics[f"{name}_{k}"] = v
     for k in ("co_bps", "fp_bps", "rate_r2"):
         metrics[f"best_{k}"] = max(MODELS, key=lambda n, k=k: models[n][k])
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(
         out, data, ev, heldin, heldout, t_obs, preds, fitted_latents, models, losses, lang.dynamics
     )
-    _report(out, metrics)
+    write_outputs(out, idata, metrics, _report(metrics))
     print(
         f"{NAME}: co-smoothing bits/spike "
         + ", ".join(f"{n} {models[n]['co_bps']:.3f}" for n in MODELS)
@@ -424,7 +427,6 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{n} {models[n]['rate_r2']:.3f}" for n in MODELS)
         + f"\nwrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

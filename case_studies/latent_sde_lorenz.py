@@ -43,7 +43,6 @@ first 64 training paths), ``metrics.json``, ``report.md``, ``reconstructions.png
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -56,9 +55,15 @@ import optax
 from probdyn.infer.latent_sde import LatentSDEELBO, linear_kl_schedule
 from probdyn.models import lorenz as lz
 from probdyn.report import add_groups, get_group
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.scores import crps, interval_coverage
-from probdyn.report.study import chosen_size, doc_as_markdown, size_note, study_parser
+from probdyn.report.study import (
+    chosen_size,
+    doc_as_markdown,
+    size_note,
+    study_parser,
+    write_outputs,
+)
 
 NAME = "latent_sde_lorenz"
 COORDS = ("x", "y", "z")
@@ -208,7 +213,7 @@ def _figures(out: Path, data, idata, recon, fc_draws, n_ctx, prior):
     plt.close(fig)
 
 
-def _report(out: Path, metrics):
+def _report(metrics) -> list[str]:
     m = metrics
     lines = [
         "# latent_sde_lorenz: a latent SDE fitted to stochastic Lorenz trajectories",
@@ -251,7 +256,7 @@ def _report(out: Path, metrics):
         "![samples](samples_3d.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -321,7 +326,6 @@ def main(argv: list[str] | None = None) -> int:
     # keep the stored posterior small: latent paths of the first 64 training sequences
     keep = min(64, num_train)
     add_groups(idata, {"posterior": get_group(idata, "posterior").isel(sequences=slice(0, keep))})
-    idata.to_netcdf(out / "idata.nc")
 
     metrics = {
         "size": size,
@@ -357,9 +361,8 @@ def main(argv: list[str] | None = None) -> int:
             np.all(np.isfinite(recon)) and np.all(np.isfinite(fc_draws)) and np.isfinite(test_elbo)
         ),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, data, idata, recon, fc_draws, n_ctx, prior)
-    _report(out, metrics)
+    write_outputs(out, idata, metrics, _report(metrics))
     print(
         f"{NAME}: test ELBO/obs {test_elbo:.3f}, reconstruction RMSE {metrics['recon_rmse']:.3f}, "
         f"forecast RMSE {metrics['forecast_rmse']:.3f} (persistence "
@@ -367,7 +370,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{metrics['forecast_coverage_90']:.0%}\nwrote {out}/ (report.md, idata.nc, "
         "metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

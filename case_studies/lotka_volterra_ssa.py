@@ -31,7 +31,6 @@ Outputs (in ``--out``, default ``results/lotka_volterra_ssa``): ``idata.nc``,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -41,15 +40,16 @@ import numpy as np
 
 from probdyn.infer.particle import particle_filter, reaction_transition
 from probdyn.models import lotka_volterra as lv
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
     interval_rows,
     interval_table_markdown,
-    max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "lotka_volterra_ssa"
@@ -164,7 +164,7 @@ def _figures(out: Path, times, states, counts, paths, rates, idata):
     plot_trace(idata, out / "trace.png", var_names=["log_rates"])
 
 
-def _report(out: Path, metrics, rows):
+def _report(metrics, rows) -> list[str]:
     lines = [
         "# lotka_volterra_ssa: PMMH with a Gillespie particle filter",
         "",
@@ -200,12 +200,11 @@ def _report(out: Path, metrics, rows):
         "![trace](trace.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
-    import arviz as az
     from numpyro.infer import init_to_value
 
     from probdyn import fit
@@ -238,7 +237,6 @@ def main(argv: list[str] | None = None) -> int:
         constant_data={"true_counts": states},
     )
     fit_seconds = time.perf_counter() - t0
-    idata.to_netcdf(out / "idata.nc")
     rates = np.asarray(idata.posterior["rates"]).reshape(-1, 3)
     rows = interval_rows(
         {"rates": rates},
@@ -259,22 +257,19 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "pilot_estimate": [float(c) for c in pilot],
         "coverage_90": float(np.mean([r["covered"] for r in rows])),
-        "rhat_max": max_over(az.rhat(idata, var_names=["log_rates"])),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=["log_rates"], method="bulk")),
+        **nuts_metrics(idata, ["log_rates"]),
         "accept_rate": float(idata.sample_stats["accepted"].mean()),
         "loglik_sd_at_mean": float(np.std(lls)),
         "fit_seconds": fit_seconds,
         "parameters": rows,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, times, states, counts, paths, rates, idata)
-    _report(out, metrics, rows)
+    write_outputs(out, idata, metrics, _report(metrics, rows))
     print(
         f"{NAME}: R-hat max {metrics['rhat_max']:.3f}, acceptance {metrics['accept_rate']:.2f}, "
         f"90% intervals cover {metrics['coverage_90']:.0%} of the true rates\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

@@ -37,7 +37,6 @@ Gillespie propagation), ``idata_tau_leap.nc``, ``metrics.json``, ``report.md``,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -46,13 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from probdyn.models import sir
-from probdyn.report.output import prepare_output_dir, record_outputs
+from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
     chosen_size,
     doc_as_markdown,
-    max_over,
+    nuts_metrics,
     size_note,
     study_parser,
+    write_outputs,
 )
 
 NAME = "sir_epidemic"
@@ -215,7 +215,7 @@ def _figures(out: Path, times, states, y, grid, methods, idata):
     plot_trace(idata, out / "trace.png", var_names=["beta", "gamma"])
 
 
-def _report(out: Path, metrics):
+def _report(metrics) -> list[str]:
     s = metrics["summaries"]
     lines = [
         "# sir_epidemic: exact, particle and tau-leap likelihoods of a stochastic SIR epidemic",
@@ -269,13 +269,11 @@ def _report(out: Path, metrics):
         "![trace](trace.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the study; returns 0 on success."""
-    import arviz as az
-
     parser = study_parser(NAME, __doc__, "fewer PMMH iterations, coarser grid", sizes=SIZES)
     args = parser.parse_args(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
@@ -287,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
     secs = {}
     run = (args, num_warmup, num_samples)
     idata, secs["gillespie"] = _pmmh(times, y, "gillespie", *run, 1, num_particles)
-    idata.to_netcdf(out / "idata.nc")
     idata_tl, secs["tau_leap"] = _pmmh(times, y, "tau_leap", *run, 2, num_particles)
     idata_tl.to_netcdf(out / "idata_tau_leap.nc")
     pg, ptl = _draws(idata), _draws(idata_tl)
@@ -334,16 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         },
         "accept_rate_gillespie": float(idata.sample_stats["accepted"].mean()),
         "accept_rate_tau_leap": float(idata_tl.sample_stats["accepted"].mean()),
-        "rhat_max": max_over(az.rhat(idata, var_names=var)),
-        "ess_bulk_min": -max_over(-az.ess(idata, var_names=var, method="bulk")),
+        **nuts_metrics(idata, var),
         "grid_points": int(post.size),
         "grid_edge_mass": float(edge.sum()),
         "grid_nan": n_nan,
         "seconds": secs,
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     _figures(out, times, states, y, (post, bounds["beta"], bounds["gamma"]), methods, idata)
-    _report(out, metrics)
+    write_outputs(out, idata, metrics, _report(metrics), json_default=float)
     g = vs_exact["PMMH Gillespie"]
     print(
         f"{NAME}: exact R0 {summaries['exact (grid)']['R0']['mean']:.2f} "
@@ -351,7 +346,6 @@ def main(argv: list[str] | None = None) -> int:
         f"beta {g['beta']['shift_sd']:+.2f} sd, gamma {g['gamma']['shift_sd']:+.2f} sd\n"
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 
