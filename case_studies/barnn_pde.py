@@ -45,7 +45,6 @@ rates along the rollouts as ``posterior``), ``metrics.json``, ``report.md``,
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -63,8 +62,8 @@ from probdyn.models import pde
 from probdyn.nn import BARNN, FNO1d, VariationalDropout
 from probdyn.report import add_groups
 from probdyn.report.ensemble import calibration_curve, rollout_metrics
-from probdyn.report.output import prepare_output_dir, record_outputs
-from probdyn.report.study import doc_as_markdown, study_parser
+from probdyn.report.output import prepare_output_dir
+from probdyn.report.study import doc_as_markdown, study_parser, write_outputs
 
 NAME = "barnn_pde"
 
@@ -514,7 +513,7 @@ def _verdict(claims):
     return "; ".join(parts)
 
 
-def _report(out: Path, runs, metrics, args):
+def _report(runs, metrics, args) -> list[str]:
     lines = [
         "# barnn_pde: calibrated rollouts of neural PDE surrogates (BARNN and alternatives)",
         "",
@@ -578,7 +577,7 @@ def _report(out: Path, runs, metrics, args):
         "calibration on a linear-Gaussian AR(1) in the test suite).",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -621,18 +620,15 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "total_seconds": time.perf_counter() - t_start,
     }
-    idata.to_netcdf(out / "idata.nc")
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     for eq, run in runs.items():
         _figures(out, eq, run)
-    _report(out, runs, metrics, args)
+    write_outputs(out, idata, metrics, _report(runs, metrics, args), json_default=float)
     for eq in runs:
         log(f"{NAME} {eq}: " + _verdict(claims[eq]).replace("**", ""))
     log(
         f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs) in "
         f"{metrics['total_seconds']:.0f} s"
     )
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

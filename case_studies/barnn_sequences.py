@@ -36,9 +36,7 @@ along generated strings as ``posterior``), ``metrics.json``, ``report.md``,
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -54,8 +52,8 @@ from probdyn.infer.surrogate import AutoregressiveSurrogate
 from probdyn.models import grammar
 from probdyn.nn import BARNN, LSTMCell
 from probdyn.report import add_groups
-from probdyn.report.output import prepare_output_dir, record_outputs
-from probdyn.report.study import doc_as_markdown, study_parser
+from probdyn.report.output import prepare_output_dir
+from probdyn.report.study import doc_as_markdown, study_parser, write_outputs
 
 NAME = "barnn_sequences"
 METHODS = {"lstm": "LSTM", "dropout": "LSTM + dropout (p=0.2)", "barnn": "BARNN LSTM (tVAMP)"}
@@ -244,7 +242,7 @@ def _fit(method, cfg, tokens, seed):
     return idata, net
 
 
-def _report(out: Path, metrics):
+def _report(metrics) -> list[str]:
     lines = [
         "# barnn_sequences: a Bayesian LSTM on strings of a grammar with long-range rules",
         "",
@@ -280,7 +278,7 @@ def _report(out: Path, metrics):
         "![lengths](lengths.png)",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 def _figures(out, rel, lengths, data_lengths):
@@ -363,7 +361,6 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 },
             )
-    idata_barnn.to_netcdf(out / "idata.nc")
     metrics = {
         "seed": args.seed,
         "size": size,
@@ -380,11 +377,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
         },
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     _figures(out, rel, lengths, [len(s) for s in test])
-    _report(out, metrics)
+    write_outputs(out, idata_barnn, metrics, _report(metrics))
     log(f"wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)")
-    record_outputs(out)  # list the files in the folder's manifest
     return 0
 
 

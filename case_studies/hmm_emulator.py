@@ -45,7 +45,6 @@ fit of the 2-state chain), ``metrics.json``, ``report.md``, ``training.png``,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -54,7 +53,12 @@ import numpy as np
 
 from probdyn.models import hmm_zoo
 from probdyn.report.output import prepare_output_dir
-from probdyn.report.study import doc_as_markdown, interval_table_markdown, study_parser
+from probdyn.report.study import (
+    doc_as_markdown,
+    interval_table_markdown,
+    study_parser,
+    write_outputs,
+)
 
 NAME = "hmm_emulator"
 HMMS = ("linear2", "fully_connected", "cyclic")
@@ -338,7 +342,6 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             analyses[name] = analysis_metrics(an)
             results[name]["analysis_figures"] = [str(p.relative_to(out)) for p in an.figures]
-    idata.to_netcdf(out / "idata.nc")
     _figures(out, results)
     metrics = {
         "size": size,
@@ -364,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         "analysis_errors": analysis_errors,
         "findings": {n: _findings(a) for n, a in analyses.items()},
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
-    _report(out, metrics, results)
+    report = _report(metrics, results)
+    write_outputs(out, idata, metrics, report, json_default=_json_default)
     print(f"{NAME}: wrote {out}/ (report.md, idata.nc, metrics.json, PNGs)")
     return 0
 
@@ -380,7 +383,7 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-def _report(out: Path, metrics, results):
+def _report(metrics, results) -> list[str]:
     m = metrics
     lines = [
         "# hmm_emulator: RNNs emulating hidden Markov models",
@@ -441,7 +444,7 @@ def _report(out: Path, metrics, results):
     for r in m["hmms"].values():
         for p in r.get("analysis_figures", []):
             lines += [f"![{p}]({p})", ""]
-    (out / "report.md").write_text("\n".join(lines))
+    return lines
 
 
 if __name__ == "__main__":  # pragma: no cover
