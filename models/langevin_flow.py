@@ -58,13 +58,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import scipy.special
 from jax import lax
 from jax.scipy.special import gammaln
 from jax.typing import ArrayLike
 
 from probdyn._deprecation import moved
 from probdyn.nn import latent_dynamics as _nets
+from probdyn.report.scores import bits_per_spike, r2_score  # re-exported: moved there
 
 Array = jax.Array
 
@@ -251,73 +251,6 @@ def poisson_log_prob(rates: ArrayLike, counts: ArrayLike) -> Array:
     """
     rates, counts = jnp.asarray(rates), jnp.asarray(counts)
     return counts * jnp.log(rates) - rates - gammaln(counts + 1.0)
-
-
-def _poisson_logpmf_np(rates, counts):
-    return counts * np.log(rates) - rates - scipy.special.gammaln(counts + 1.0)
-
-
-def bits_per_spike(
-    rates: ArrayLike, spikes: ArrayLike, null_rates: ArrayLike | None = None
-) -> float:
-    """Poisson log-likelihood gain over a per-neuron mean-rate model, in bits per spike.
-
-    .. math::
-
-        \\mathrm{bps} = \\frac{\\log p(y \\mid \\hat\\lambda) - \\log p(y \\mid
-        \\bar\\lambda)}{\\ln 2 \\sum y}
-
-    (the Neural Latents Benchmark convention).
-
-    Parameters
-    ----------
-    rates : ArrayLike, shape (..., num_neurons)
-        Predicted expected counts per bin, positive.
-    spikes : ArrayLike, same shape
-        Observed counts.
-    null_rates : ArrayLike, shape (num_neurons,), optional
-        The null model's rate per neuron; default the mean of ``spikes`` over all other
-        axes.
-
-    Returns
-    -------
-    float
-    """
-    rates = np.asarray(rates, dtype=float)
-    spikes = np.asarray(spikes, dtype=float)
-    if rates.shape != spikes.shape:
-        raise ValueError(f"rates {rates.shape} and spikes {spikes.shape} must have one shape")
-    if not np.all(np.isfinite(rates)) or np.any(rates <= 0):
-        raise ValueError("rates must be positive and finite")
-    if np.any(spikes < 0) or not np.all(np.isfinite(spikes)):
-        raise ValueError("spikes must be non-negative counts")
-    total = spikes.sum()
-    if total <= 0:
-        raise ValueError("spikes contains no spikes; bits per spike is undefined")
-    if null_rates is None:
-        null_rates = spikes.reshape(-1, spikes.shape[-1]).mean(0)
-    null = np.broadcast_to(np.maximum(np.asarray(null_rates, dtype=float), 1e-12), spikes.shape)
-    gain = np.sum(_poisson_logpmf_np(rates, spikes)) - np.sum(_poisson_logpmf_np(null, spikes))
-    return float(gain / (np.log(2.0) * total))
-
-
-def r2_score(pred: ArrayLike, target: ArrayLike) -> float:
-    """Coefficient of determination per output column, averaged over columns.
-
-    Parameters
-    ----------
-    pred, target : ArrayLike, shape (..., num_outputs)
-        Flattened over all leading axes.
-    """
-    pred = np.asarray(pred, dtype=float)
-    target = np.asarray(target, dtype=float)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred {pred.shape} and target {target.shape} must have one shape")
-    p = pred.reshape(-1, pred.shape[-1])
-    t = target.reshape(-1, target.shape[-1])
-    ss_res = ((t - p) ** 2).sum(0)
-    ss_tot = ((t - t.mean(0)) ** 2).sum(0)
-    return float(np.mean(1.0 - ss_res / ss_tot))
 
 
 # --------------------------------------------------------------------------------------

@@ -69,10 +69,12 @@ from probdyn.report.sbc import (
 from probdyn.report.scores import (
     CoverageResult,
     CRPSResult,
+    bits_per_spike,
     crps,
     interval_coverage,
     lpd,
     pointwise_log_predictive_density,
+    r2_score,
 )
 from probdyn.report.summary import Summary, ebfmi, elbo_relative_change, summary
 
@@ -102,6 +104,7 @@ __all__ = [
     "calibration_curve",
     "block_entropy",
     "categorical_hmm_model",
+    "bits_per_spike",
     "crps",
     "default_num_bins",
     "dwell_times",
@@ -129,6 +132,7 @@ __all__ = [
     "plot_trace",
     "pointwise_log_likelihood",
     "pointwise_log_predictive_density",
+    "r2_score",
     "prepare_output_dir",
     "psis_lfo",
     "rank_statistics",
