@@ -39,9 +39,12 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
-from numpyro.util import not_jax_tracer
 
 from probdyn.kernels.ctmc import check_generator, transition_matrices
+from probdyn.kernels.hmm import hmm_sample_states
+from probdyn.processes._ctmc import concrete as _concrete
+from probdyn.processes._ctmc import float_array as _float
+from probdyn.processes.covariates import generator_from_log_rates
 
 __all__ = ["PanelCTMC", "generator_from_log_rates", "SNAPSHOT", "EXACT_TRANSITION", "DEATH"]
 
@@ -51,107 +54,12 @@ _OBS_TYPES = (SNAPSHOT, EXACT_TRANSITION, DEATH)
 _METHODS = ("auto", "pade", "eigh", "uniformization")
 
 
-def _concrete(x):
-    return np.asarray(x) if x is not None and not_jax_tracer(x) else None
-
-
-def _float(x):
-    x = jnp.asarray(x)
-    return x.astype(jnp.result_type(x.dtype, jnp.float32))
-
-
 def _safe_log(x):
     return jnp.log(jnp.where(x > 0, x, 1.0)) + jnp.where(x > 0, 0.0, -jnp.inf)
 
 
 def _nonzero(x):
     return jnp.where(x > 0, x, 1.0)
-
-
-# --------------------------------------------------------------------------------------
-# covariates
-# --------------------------------------------------------------------------------------
-
-
-def generator_from_log_rates(
-    structure: ArrayLike,
-    log_rates: ArrayLike,
-    covariates: ArrayLike | None = None,
-    coefs: ArrayLike | None = None,
-) -> jax.Array:
-    r"""Generator(s) with log-linear covariate effects on the allowed transition rates.
-
-    The R allowed transitions are the non-zero off-diagonal entries of ``structure``,
-    taken in row-major order (as ``msm`` orders its ``qmatrix``). Subject n gets
-
-    .. math::
-
-        q^{(n)}_{r} = \exp\big(\texttt{log\_rates}_r + \textstyle\sum_p x_{np}\,
-            \beta_{pr}\big), \qquad r = 1, \dots, R,
-
-    and :math:`q^{(n)}_{ii} = -\sum_{j \ne i} q^{(n)}_{ij}`. A covariate acting on one
-    rate only has zeros in the other columns of ``coefs``.
-
-    Parameters
-    ----------
-    structure : ArrayLike of bool or 0/1, shape (K, K)
-        Allowed transitions; must be concrete (it fixes R), with a zero diagonal.
-    log_rates : ArrayLike, shape (R,)
-        Baseline log-rates of the allowed transitions.
-    covariates : ArrayLike, shape (N, P), optional
-        Covariates of each subject.
-    coefs : ArrayLike, shape (P, R), optional
-        Effect of covariate p on log-rate r. Required with ``covariates``.
-
-    Returns
-    -------
-    Array, shape (K, K) without covariates, (N, K, K) with them.
-
-    Examples
-    --------
-    Illness-death model (0 healthy, 1 ill, 2 dead) with a binary covariate acting on
-    the onset rate 0 -> 1 only:
-
-    >>> import jax.numpy as jnp
-    >>> structure = jnp.array([[0, 1, 1], [0, 0, 1], [0, 0, 0]])  # R = 3: 01, 02, 12
-    >>> x = jnp.array([[0.0], [1.0]])
-    >>> beta = 0.7
-    >>> Q = generator_from_log_rates(structure, jnp.log(jnp.array([0.2, 0.05, 0.3])), x,
-    ...                              jnp.array([[beta, 0.0, 0.0]]))
-    >>> Q.shape
-    (2, 3, 3)
-    """
-    s = _concrete(structure)
-    if s is None:
-        raise TypeError("structure must be a concrete (K, K) array, not a traced value")
-    if s.ndim != 2 or s.shape[0] != s.shape[1]:
-        raise ValueError(f"structure must be a square (K, K) matrix; got shape {s.shape}")
-    if np.any(np.diagonal(s) != 0):
-        raise ValueError("structure must have a zero diagonal (it lists the jumps i -> j != i)")
-    rows, cols = np.nonzero(s)
-    R = rows.size
-    K = s.shape[0]
-    lr = _float(log_rates)
-    if lr.shape != (R,):
-        raise ValueError(
-            f"log_rates must have shape ({R},), one per allowed transition of structure; "
-            f"got {lr.shape}"
-        )
-    if (covariates is None) != (coefs is None):
-        raise ValueError("covariates and coefs must be given together")
-    if covariates is not None:
-        x = _float(covariates)
-        b = _float(coefs)
-        if x.ndim != 2:
-            raise ValueError(f"covariates must have shape (N, P); got {x.shape}")
-        if b.shape != (x.shape[1], R):
-            raise ValueError(
-                f"coefs must have shape (P, R) = ({x.shape[1]}, {R}) for covariates of "
-                f"shape {x.shape}; got {b.shape}"
-            )
-        lr = lr + x @ b
-    rates = jnp.zeros(lr.shape[:-1] + (K, K), lr.dtype).at[..., rows, cols].set(jnp.exp(lr))
-    return rates - jnp.eye(K, dtype=lr.dtype) * jnp.sum(rates, axis=-1, keepdims=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -639,20 +547,15 @@ class PanelCTMC(Distribution):
         K = self.num_states
         sample_shape = tuple(sample_shape)
         S = int(np.prod(sample_shape))
-        P = jnp.moveaxis(self.transition_stack(), 1, 0)  # (T-1, N, K, K)
-        k0, kz, ko = jax.random.split(key, 3)
-        logw = jnp.log(jnp.broadcast_to(self.initial_probs, (S, N, K)))
-        z0 = jax.random.categorical(k0, logw).astype(jnp.int32)
-        rows = jnp.arange(N)[None, :]
+        P = self.transition_stack()  # (N, T-1, K, K)
+        kz, ko = jax.random.split(key)
+        pi = jnp.broadcast_to(self.initial_probs, (N, K))
+        keys = jax.random.split(kz, (S, N))
 
-        def step(z, xs):
-            Pt, kt = xs
-            p = jnp.maximum(Pt[rows, z], 0.0)  # (S, N, K)
-            z = jax.random.categorical(kt, jnp.log(p)).astype(jnp.int32)
-            return z, z
+        def draw(k, p, A):  # one subject: the HMM kernel's ancestral sampler
+            return hmm_sample_states(k, p, A, T)
 
-        _, zs = lax.scan(step, z0, (P, jax.random.split(kz, T - 1)))
-        states = jnp.moveaxis(jnp.concatenate([z0[None], zs], axis=0), 0, -1)  # (S, N, T)
+        states = jax.vmap(jax.vmap(draw), in_axes=(0, None, None))(keys, pi, P)  # (S, N, T)
         if self.emission_matrix is None:
             obs = states
         else:
