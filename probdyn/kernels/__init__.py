@@ -4,7 +4,8 @@
   associative-scan).
 - :mod:`probdyn.kernels.ctmc`: CTMC transition matrices for batches of gaps, path
   likelihoods, endpoint-conditioned bridges (matrix exponentials in
-  :mod:`probdyn.kernels.expm`).
+  :mod:`probdyn.kernels.expm`); path simulation (forward and bridged through given
+  states) in :mod:`probdyn.kernels.ctmc_paths`.
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
@@ -38,12 +39,11 @@ from probdyn.kernels.ctmc import (
     generator_from_rates,
     mean_dwell_times,
     sample_bridge,
-    sample_bridged_path,
-    simulate_path,
     stationary_distribution,
     transition_matrices,
 )
 from probdyn.kernels.ctmc import path_log_likelihood as ctmc_path_log_likelihood
+from probdyn.kernels.ctmc_paths import sample_bridged_path, simulate_path
 from probdyn.kernels.hmm import (
     HMMFilterResult,
     HMMPosterior,

@@ -41,6 +41,7 @@ from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
 from probdyn.kernels import ctmc as C_
+from probdyn.kernels.ctmc_paths import simulate_path
 from probdyn.processes._ctmc import (
     Generator,
     check_generator,
@@ -410,6 +411,6 @@ class MarkovJumpProcess(Distribution):
         Q = jnp.broadcast_to(self.generator, full + (K, K)).reshape((n, K, K))
         pi = jnp.broadcast_to(self.initial_probs, full + (K,)).reshape((n, K))
         keys = jax.random.split(key, n)
-        sim = jax.vmap(C_.simulate_path, (0, 0, 0, None, None, None))
+        sim = jax.vmap(simulate_path, (0, 0, 0, None, None, None))
         out = sim(keys, Q, pi, self.t0, self.t_end, self.max_jumps)
         return out.reshape(full + self.event_shape)

@@ -1,7 +1,7 @@
 """A hidden continuous-time Markov chain observed at irregular times, as a NumPyro
 distribution (:class:`ObservedCTMC`): the states are summed out exactly by the forward
 algorithm over :math:`P(dt_n) = e^{Q\\, dt_n}`; whole hidden paths are drawn by FFBS and
-endpoint-conditioned bridges (:func:`probdyn.kernels.ctmc.sample_bridged_path`). Paths are
+endpoint-conditioned bridges (:func:`probdyn.kernels.ctmc_paths.sample_bridged_path`). Paths are
 encoded as for :class:`probdyn.processes.MarkovJumpProcess`.
 
 References
@@ -24,6 +24,7 @@ from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.util import lazy_property
 
 from probdyn.kernels import ctmc as C_
+from probdyn.kernels.ctmc_paths import sample_bridged_path
 from probdyn.processes._checks import check_missing as _check_missing
 from probdyn.processes._checks import validate_sample as _validate_sample
 from probdyn.processes._ctmc import (
@@ -383,7 +384,7 @@ class ObservedCTMC(Distribution):
 
         def fn(k, Q, pi, times, t0, z):
             t0 = t0 if has_t0 else None
-            return C_.sample_bridged_path(k, Q, pi, times, z, t0=t0, **opts)
+            return sample_bridged_path(k, Q, pi, times, z, t0=t0, **opts)
 
         value, overflow = flat_map(fn, args, [keys.ndim - 1, 2, 1, 1, 0, 1], full, always_vmap=True)
         return ObservedCTMCPath(value, z, overflow)

@@ -1,6 +1,6 @@
-"""Tests for the CTMC path kernels of probdyn.kernels.ctmc: mean_dwell_times, simulate_path,
-sample_bridged_path (closed forms and path invariants; the processes' tests compare the
-same code against enumeration and expected occupations)."""
+"""Tests for probdyn.kernels.ctmc_paths (simulate_path, sample_bridged_path) and
+probdyn.kernels.ctmc.mean_dwell_times: closed forms and path invariants (the processes'
+tests compare the same code against enumeration and expected occupations)."""
 
 from functools import partial
 
@@ -11,6 +11,7 @@ import pytest
 import scipy.stats
 
 from probdyn.kernels import ctmc as C
+from probdyn.kernels import ctmc_paths as CP
 
 
 def test_mean_dwell_times_closed_form():
@@ -29,7 +30,7 @@ def test_simulate_path_absorption_time_is_exponential():
     Q = jnp.array([[-1.3, 1.3], [0.0, 0.0]])
     pi = jnp.array([1.0, 0.0])
     keys = jax.random.split(jax.random.key(0), 2000)
-    paths = jax.vmap(C.simulate_path, (0, None, None, None, None, None))(
+    paths = jax.vmap(CP.simulate_path, (0, None, None, None, None, None))(
         keys, Q, pi, jnp.asarray(0.0), jnp.asarray(4.0), 3
     )
     paths = np.asarray(paths)
@@ -47,7 +48,7 @@ def test_simulate_path_absorption_time_is_exponential():
 
 def test_simulate_path_overflow_marks_nan():
     Q = jnp.array([[-50.0, 50.0], [50.0, -50.0]])
-    out = C.simulate_path(jax.random.key(1), Q, jnp.array([0.5, 0.5]), 0.0, 10.0, 4)
+    out = CP.simulate_path(jax.random.key(1), Q, jnp.array([0.5, 0.5]), 0.0, 10.0, 4)
     assert np.isnan(out[-1, 0])
 
 
@@ -57,7 +58,7 @@ def test_sample_bridged_path_passes_through_states(t0):
     pi = jnp.array([0.2, 0.3, 0.5])
     times = jnp.array([0.0, 0.4, 1.5, 1.7])
     states = jnp.array([0, 2, 2, 1])
-    draw = jax.jit(partial(C.sample_bridged_path, max_jumps=24, t0=t0))
+    draw = jax.jit(partial(CP.sample_bridged_path, max_jumps=24, t0=t0))
     value, overflow = draw(jax.random.key(2), Q, pi, times, states)
     assert value.shape == (25, 2) and not bool(overflow)
     t, s = np.asarray(value[:, 0]), np.asarray(value[:, 1]).astype(int)
