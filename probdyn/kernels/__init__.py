@@ -66,6 +66,7 @@ from probdyn.kernels.kalman import (
     kalman_sample_states,
     kalman_smoother,
     lti_transitions,
+    mvn_log_prob_chol,
     psd_cholesky,
 )
 from probdyn.kernels.sde import (
@@ -134,6 +135,7 @@ __all__ = [
     "lti_sde",
     "lti_transition",
     "lti_transitions",
+    "mvn_log_prob_chol",
     "noise_shape",
     "psd_cholesky",
     "refine_times",

@@ -27,6 +27,7 @@ S. Särkkä, "Bayesian Filtering and Smoothing", Cambridge University Press, 201
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -34,9 +35,10 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from probdyn.kernels.sde import _chol_psd, _lti_transition, _mvn_logpdf_chol
+from probdyn.kernels.sde import lti_transition
 
 Array = jax.Array
+_LOG_2PI = math.log(2.0 * math.pi)
 
 __all__ = [
     "KalmanFilterResult",
@@ -46,6 +48,7 @@ __all__ = [
     "kalman_sample_states",
     "kalman_smoother",
     "lti_transitions",
+    "mvn_log_prob_chol",
     "psd_cholesky",
 ]
 
@@ -71,7 +74,17 @@ class KalmanSmootherResult(NamedTuple):
 def psd_cholesky(cov: ArrayLike) -> Array:
     """Lower Cholesky factor (D, D) of a PSD matrix ``cov`` (D, D), with a relative jitter
     of ``eps * max diag`` so that singular covariances (no noise in a component) factor."""
-    return _chol_psd(jnp.asarray(cov))
+    Q = jnp.asarray(cov)
+    jitter = jnp.finfo(Q.dtype).eps * jnp.max(jnp.abs(jnp.diagonal(Q)))
+    return jnp.linalg.cholesky(Q + jitter * jnp.eye(Q.shape[0], dtype=Q.dtype))
+
+
+def mvn_log_prob_chol(r: ArrayLike, chol: ArrayLike) -> Array:
+    """:math:`\\log \\mathcal N(r; 0, C C^\\top)` for a residual ``r`` (D,) and a lower
+    Cholesky factor ``chol`` C (D, D); returns ()."""
+    r, C = jnp.asarray(r), jnp.asarray(chol)
+    w = jax.scipy.linalg.solve_triangular(C, r, lower=True)
+    return -0.5 * (w @ w) - jnp.sum(jnp.log(jnp.diagonal(C))) - 0.5 * r.shape[0] * _LOG_2PI
 
 
 @partial(jax.jit, static_argnames="stationary")
@@ -112,7 +125,7 @@ def lti_transitions(
     """
     dts = jnp.diff(times)
     if not stationary:
-        return jax.vmap(lambda dt: _lti_transition(A, b, L, dt))(dts)
+        return jax.vmap(lambda dt: lti_transition(A, b, L, dt))(dts)
     Phi = jax.vmap(lambda dt: jax.scipy.linalg.expm(A * dt))(dts)
     c = initial_mean - Phi @ initial_mean
     Q = initial_cov - jnp.einsum("nij,jk,nlk->nil", Phi, initial_cov, Phi)
@@ -133,7 +146,7 @@ def _scan(obs, Phi, c, Q, H, R, m0, P0):
         C = jnp.linalg.cholesky(S)
         Kt = jax.scipy.linalg.cho_solve((C, True), H @ P).T  # P H^T S^-1
         r = yt - H @ m
-        ll = _mvn_logpdf_chol(r, C)
+        ll = mvn_log_prob_chol(r, C)
         mf = m + Kt @ r
         IKH = eye - Kt @ H
         Pf = IKH @ P @ IKH.T + Kt @ R @ Kt.T  # Joseph form

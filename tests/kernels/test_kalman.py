@@ -99,6 +99,9 @@ def test_sample_states_recursion_and_cholesky(x64, lgssm):
     for t in range(T - 1):
         ref.append(Phi[t] @ ref[-1] + c[t] + np.linalg.cholesky(Q[t]) @ z[t])
     np.testing.assert_allclose(xs, np.stack(ref), rtol=1e-10)
+    r = np.array([0.3, -1.2])
+    ref_lp = scipy.stats.multivariate_normal(np.zeros(D), Q[0]).logpdf(r)
+    np.testing.assert_allclose(KL.mvn_log_prob_chol(r, Cq[0]), ref_lp, rtol=1e-12)
     # a singular covariance (no noise in one component) still factors
     assert np.all(np.isfinite(KL.psd_cholesky(np.diag([1.0, 0.0]))))
 
