@@ -5,6 +5,8 @@
 - :mod:`probdyn.kernels.ctmc`: CTMC transition matrices for batches of gaps, path
   likelihoods, endpoint-conditioned bridges (matrix exponentials in
   :mod:`probdyn.kernels.expm`).
+- :mod:`probdyn.kernels.network`: the frozen, hashable :class:`Network` (stoichiometry,
+  reactant orders or a propensity function, species names) taken by ssa, cme and cle.
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
@@ -53,6 +55,7 @@ from probdyn.kernels.hmm import (
     hmm_smoother,
     hmm_two_slice_marginals,
 )
+from probdyn.kernels.network import Network, as_network
 from probdyn.kernels.sde import (
     SDE,
     SOLVERS,
@@ -85,7 +88,9 @@ __all__ = [
     "CMEFilterResult",
     "HMMFilterResult",
     "HMMPosterior",
+    "Network",
     "SSAPath",
+    "as_network",
     "boundary_mass",
     "bounding_box_diameter",
     "box_states",
