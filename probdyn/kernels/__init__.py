@@ -7,6 +7,8 @@
   :mod:`probdyn.kernels.expm`).
 - :mod:`probdyn.kernels.network`: the frozen, hashable :class:`Network` (stoichiometry,
   reactant orders or a propensity function, species names) taken by ssa, cme and cle.
+- :mod:`probdyn.kernels.cle`: the chemical Langevin equation (an SDE stepped by
+  :func:`probdyn.kernels.sde.step`).
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
@@ -21,6 +23,7 @@ and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``; ``sde.step``,
 ``sde_transition_log_prob`` and ``sde_path_log_prob``.
 """
 
+from probdyn.kernels.cle import chemical_langevin, cle_sde
 from probdyn.kernels.cme import (
     CMEFilterResult,
     boundary_mass,
@@ -94,6 +97,8 @@ __all__ = [
     "boundary_mass",
     "bounding_box_diameter",
     "box_states",
+    "chemical_langevin",
+    "cle_sde",
     "cme_apply",
     "cme_filter",
     "cme_log_likelihood",
