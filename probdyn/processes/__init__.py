@@ -10,7 +10,8 @@ from probdyn.processes.ctmc import (
 )
 from probdyn.processes.hmm import DiscreteHMM
 from probdyn.processes.panel import PanelCTMC, generator_from_log_rates
-from probdyn.processes.reaction import ReactionNetwork, ReactionPath
+from probdyn.processes.reaction_network import ReactionNetwork
+from probdyn.processes.reaction_path import ReactionPath
 from probdyn.processes.sde import (
     KalmanFilterResult,
     KalmanSmootherResult,
