@@ -51,6 +51,7 @@ from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
+from probdyn.kernels._checks import check_times
 from probdyn.kernels._checks import concrete as _concrete
 from probdyn.kernels.network import Network, as_network
 from probdyn.kernels.ssa import gillespie_at, tau_leap
@@ -214,23 +215,12 @@ def _check_count(name, value):
 
 
 def _check_times(times, t0):
-    times = jnp.asarray(times)
-    times = times.astype(jnp.result_type(times.dtype, jnp.float32))
-    if times.ndim != 1 or times.shape[0] < 1:
-        raise ValueError(f"times must have shape (num_timesteps,) with at least one entry; "
-                         f"got shape {times.shape}")  # fmt: skip
-    t0 = jnp.asarray(t0, times.dtype)
+    dtype = jnp.result_type(jnp.asarray(times).dtype, jnp.float32)
+    t0 = jnp.asarray(t0, dtype)
     if t0.ndim != 0:
         raise ValueError(f"t0 must be a scalar; got shape {t0.shape}")
-    c, c0 = _concrete(times), _concrete(t0)
-    if c is not None:
-        if not np.all(np.isfinite(c)):
-            raise ValueError(f"times must be finite; got {c.tolist()}")
-        if np.any(np.diff(c) <= 0):
-            raise ValueError(f"times must be strictly increasing; got {c.tolist()}")
-        if c0 is not None and c[0] < c0:
-            raise ValueError(f"times must not precede t0={float(c0)}; got times[0]={c[0]}")
-    return times, t0
+    label = "(num_timesteps,) with at least one entry"
+    return check_times("times", times, dtype, ndim=1, t0=t0, shape_label=label), t0
 
 
 def _leading(name, tree, size, what):

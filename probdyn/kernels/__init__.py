@@ -9,7 +9,8 @@
   reactant orders or a propensity function, species names) taken by ssa, cme and cle.
 - :mod:`probdyn.kernels.cle`: the chemical Langevin equation (an SDE stepped by
   :func:`probdyn.kernels.sde.step`).
-- :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
+- :mod:`probdyn.kernels.ssa`: Gillespie simulation of reaction networks and the path
+  likelihood; tau-leaping in :mod:`probdyn.kernels.tau_leaping` (re-exported by ssa).
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
 - :mod:`probdyn.kernels.sinkhorn`: debiased Sinkhorn divergence between point clouds

@@ -11,7 +11,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["check_generator", "check_probs", "check_times", "concrete", "safe_log"]
+__all__ = [
+    "check_generator",
+    "check_probs",
+    "check_substeps",
+    "check_time_grid",
+    "check_times",
+    "concrete",
+    "safe_log",
+]
 
 
 def concrete(value):
@@ -83,6 +91,42 @@ def check_times(name: str, value, dtype, *, ndim: int, t0=None, shape_label: str
                     "(jax.config.update('jax_enable_x64', True)) and pass float64 rates"
                 )
     return t.astype(dtype)
+
+
+def check_time_grid(times, name: str = "times"):
+    """A solver's time grid: shape (T,) with T >= 2, floating, finite, strictly increasing.
+
+    Integer times are cast to the default float dtype; values are checked when concrete
+    (the error names the first offending pair). Used by the SDE solvers and models.
+
+    Returns
+    -------
+    Array, shape (T,)
+    """
+    times = jnp.asarray(times)
+    if times.ndim != 1 or times.shape[0] < 2:
+        raise ValueError(f"{name} must have shape (T,) with T >= 2; got {times.shape}")
+    if not jnp.issubdtype(times.dtype, jnp.floating):
+        times = times.astype(jnp.result_type(float))
+    tc = concrete(times)
+    if tc is not None:
+        if not np.all(np.isfinite(tc)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        d = np.diff(tc)
+        if np.any(d <= 0):
+            i = int(np.argmax(d <= 0))
+            raise ValueError(
+                f"{name} must be strictly increasing; got {name}[{i}]={tc[i]} >= "
+                f"{name}[{i + 1}]={tc[i + 1]}"
+            )
+    return times
+
+
+def check_substeps(substeps) -> int:
+    """A positive Python int of solver steps per interval."""
+    if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
+        raise ValueError(f"substeps must be a positive int; got {substeps!r}")
+    return int(substeps)
 
 
 def _where(batch_index, shape):

@@ -36,6 +36,9 @@ does not depend on it.
 chain is the network's CTMC: the exact (up to truncation) likelihood of noisy
 observations at irregular times, with no particle noise.
 
+The network is a :class:`probdyn.kernels.network.Network` passed as ``stoichiometry``,
+or the arrays ``stoichiometry`` with ``reactants`` (or ``propensity_fn``) that build one.
+
 References
 ----------
 A. Jensen, "Markoff chains as an aid in the study of Markoff processes", Skand.
@@ -175,8 +178,6 @@ def cme_apply(
         A probability grid (a distribution over the box).
     rates : ArrayLike, shape (R,)
     stoichiometry : Network or ArrayLike of int, shape (R, S)
-        A :class:`probdyn.kernels.network.Network` (then no ``reactants`` or
-        ``propensity_fn``), or the concrete net change per reaction.
     reactants : ArrayLike of int, shape (R, S), optional
         Mass-action orders (or give ``propensity_fn(x, rates) -> (R,)``).
     max_counts : sequence of int, length S

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from probdyn.kernels._checks import concrete
+from probdyn.kernels._checks import check_times, concrete
 
 Array = jax.Array
 PropensityFn = Callable[[Array, Array], Array]
@@ -41,6 +41,8 @@ __all__ = [
     "PropensityFn",
     "as_network",
     "check_counts",
+    "check_obs_times",
+    "check_simulation_inputs",
     "mass_action_propensities",
 ]
 
@@ -220,6 +222,25 @@ def check_counts(name: str, value: ArrayLike, num_species: int) -> Array:
     if c is not None and (np.any(c < 0) or np.any(c != np.round(c))):
         raise ValueError(f"{name} must hold non-negative integer counts; got {c.tolist()}")
     return x.astype(jnp.int32)
+
+
+def check_obs_times(times: ArrayLike, dtype, t0: ArrayLike) -> Array:
+    """Observation times (T,): strictly increasing, finite, ``>= t0``, cast to ``dtype``."""
+    return check_times("times", times, dtype, ndim=1, t0=t0, shape_label="(num_timesteps,)")
+
+
+def check_simulation_inputs(
+    stoichiometry, rates, reactants, propensity_fn, x0, t0
+) -> tuple[Network, Array, Array, Array]:
+    """The checked inputs of a simulator: ``(network, rates, x0 int32, t0)``.
+
+    ``network`` from :func:`as_network`, ``rates`` from :meth:`Network.check_rates`,
+    ``x0`` from :func:`check_counts` and ``t0`` a finite scalar of the rates' dtype.
+    """
+    net = as_network(stoichiometry, reactants, propensity_fn)
+    rates = net.check_rates(rates)
+    x0 = check_counts("x0", x0, net.num_species)
+    return net, rates, x0, check_times("t0", t0, rates.dtype, ndim=0)
 
 
 @lru_cache(maxsize=256)

@@ -47,12 +47,8 @@ pass through the simulators and reverse-mode ones do not; differentiate
 
 Approximate simulation
 ----------------------
-:func:`tau_leap` is fixed-step Poisson tau-leaping (Gillespie 2001): over a step
-:math:`\\tau` each reaction fires :math:`\\mathrm{Poisson}(h_j(x)\\tau)` times. Counts
-that would go negative are clipped to zero, the simplest fix (it biases the mean upwards
-where it triggers, and it can break conservation laws). The weak error is
-:math:`O(\\tau)`; for networks with linear propensities the mean follows exactly the
-explicit Euler scheme of the mean ODE (as long as clipping does not trigger).
+:func:`tau_leap` (Poisson tau-leaping, Gillespie 2001) lives in
+:mod:`probdyn.kernels.tau_leaping` and is re-exported here.
 
 References
 ----------
@@ -77,14 +73,16 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from probdyn.kernels._checks import check_times, concrete, safe_log
+from probdyn.kernels._checks import check_times, safe_log
 from probdyn.kernels.network import (
     Network,
     PropensityFn,
     as_network,
-    check_counts,
+    check_obs_times,
+    check_simulation_inputs,
     mass_action_propensities,
 )
+from probdyn.kernels.tau_leaping import tau_leap
 
 Array = jax.Array
 __all__ = [
@@ -136,20 +134,6 @@ class Path(NamedTuple):
 
 
 _INT_MAX = np.iinfo(np.int32).max
-# tau-leap updates are checked in floating point: below this bound an int32 sum cannot wrap
-_TAU_SAFE = 2.0e9
-
-
-def _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0):
-    """The checked network, rates, initial counts and start time: ``(net, rates, x0, t0)``."""
-    net = as_network(stoichiometry, reactants, propensity_fn)
-    rates = net.check_rates(rates)
-    x0 = check_counts("x0", x0, net.num_species)
-    return net, rates, x0, check_times("t0", t0, rates.dtype, ndim=0)
-
-
-def _check_obs_times(times, dtype, t0):
-    return check_times("times", times, dtype, ndim=1, t0=t0, shape_label="(num_timesteps,)")
 
 
 def _max_jumps(max_jumps):
@@ -384,7 +368,9 @@ def gillespie(
     Path
         Padded path with ``num_jumps`` and the ``overflow`` flag; see :class:`Path`.
     """
-    net, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
+    net, rates, x0, t0 = check_simulation_inputs(
+        stoichiometry, rates, reactants, propensity_fn, x0, t0
+    )
     t_end = check_times("t_end", t_end, rates.dtype, ndim=0, t0=t0)
     return _gillespie(rng_key, x0, t0, t_end, rates, net=net, max_jumps=_max_jumps(max_jumps))
 
@@ -461,115 +447,11 @@ def gillespie_at(
         stopped because a count would leave the int32 range or a propensity was negative
         or not finite (see :class:`Path`); the remaining rows then repeat the last state.
     """
-    net, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
-    times = _check_obs_times(times, rates.dtype, t0)
+    net, rates, x0, t0 = check_simulation_inputs(
+        stoichiometry, rates, reactants, propensity_fn, x0, t0
+    )
+    times = check_obs_times(times, rates.dtype, t0)
     return _gillespie_at(rng_key, x0, t0, times, rates, net=net, max_jumps=_max_jumps(max_jumps))
-
-
-# --------------------------------------------------------------------------------------
-# tau-leaping
-# --------------------------------------------------------------------------------------
-
-
-@partial(jax.jit, static_argnames=("net",))
-def _tau_leap(rng_key, x0, t0, times, rates, tau, *, net):
-    V = jnp.asarray(net.stoichiometry, jnp.int32)
-    Vf = jnp.asarray(net.stoichiometry, rates.dtype)
-    prop = net.propensity
-    starts = jnp.concatenate([t0[None], times[:-1]])
-    tau_ok = (tau > 0) & jnp.isfinite(tau)  # checked eagerly when concrete
-
-    def interval(carry, xs):
-        x, step, bad = carry
-        t_a, t_b = xs
-        n = jnp.where(tau_ok, jnp.maximum(jnp.ceil((t_b - t_a) / tau), 1), 1).astype(jnp.int32)
-
-        def leap(k, c):
-            x, bad = c
-            # grid points computed by multiplication: no accumulated round-off
-            s = t_a + k * tau
-            e = jnp.where(k + 1 >= n, t_b, jnp.minimum(t_a + (k + 1) * tau, t_b))
-            lam = prop(x.astype(rates.dtype), rates) * (e - s)
-            # every count, and the new state, checked in floating point before the int32
-            # update (which is then exact): a step that could wrap stops the path
-            bad = bad | ~(jnp.all(lam >= 0) & jnp.all(lam < _TAU_SAFE))
-            counts = jax.random.poisson(jax.random.fold_in(rng_key, step + k), lam)
-            new_f = x.astype(rates.dtype) + counts.astype(rates.dtype) @ Vf
-            bad = bad | jnp.any(new_f >= _TAU_SAFE)
-            x_new = jnp.maximum(x + counts.astype(jnp.int32) @ V, 0)
-            return jnp.where(bad, x, x_new), bad
-
-        x, bad = lax.fori_loop(0, n, leap, (x, bad | ~tau_ok))
-        return (x, step + n, bad), jnp.where(bad, -1, x)
-
-    (_, _, bad), states = lax.scan(interval, (x0, jnp.int32(0), jnp.bool_(False)), (starts, times))
-    return states, bad
-
-
-def tau_leap(
-    rng_key: Array,
-    x0: ArrayLike,
-    times: ArrayLike,
-    stoichiometry: Network | ArrayLike,
-    rates: ArrayLike,
-    *,
-    reactants: ArrayLike | None = None,
-    propensity_fn: PropensityFn | None = None,
-    tau: ArrayLike,
-    t0: ArrayLike = 0.0,
-    return_overflow: bool = False,
-) -> Array | tuple[Array, Array]:
-    """Fixed-step Poisson tau-leaping (Gillespie 2001), read at observation times.
-
-    Each interval :math:`[t_{k-1}, t_k]` (with :math:`t_{-1} = t_0`) is cut into
-    :math:`\\lceil (t_k - t_{k-1}) / \\tau \\rceil` steps of length :math:`\\tau` (the
-    last one shorter, so that every observation time is hit exactly); over a step of
-    length :math:`\\delta`,
-
-    .. math::
-
-        x \\leftarrow \\max\\Big(0,\\; x + \\sum_j K_j \\nu_j\\Big), \\qquad
-        K_j \\sim \\mathrm{Poisson}(h_j(x)\\,\\delta).
-
-    Clipping at zero is the simplest non-negativity fix; it is biased where it triggers
-    (choose :math:`\\tau` so that :math:`h_j \\tau` is small next to the reactant
-    counts). The weak error is :math:`O(\\tau)`.
-
-    Parameters
-    ----------
-    rng_key : Array
-        PRNG key.
-    x0 : ArrayLike of int, shape (S,)
-        Counts at ``t0``.
-    times : ArrayLike, shape (T,)
-        Strictly increasing, finite observation times, all ``>= t0``.
-    stoichiometry, rates, reactants, propensity_fn
-        As for :func:`gillespie`.
-    tau : ArrayLike, shape ()
-        Step size (positive).
-    t0 : ArrayLike, shape (), default 0
-        Start time.
-    return_overflow : bool, default False
-        Also return the ``overflow`` flag.
-
-    Returns
-    -------
-    states : Array of int32, shape (T, S)
-        Approximate :math:`x(t_k)`. Counts never wrap: from the first step whose Poisson
-        means or new counts reach 2e9 (near the int32 limit), or whose means are negative
-        or NaN, or when ``tau`` is not positive (possible only under ``jit``; eagerly
-        these raise), the path stops and every later row is -1 (an impossible count).
-    overflow : Array of bool, shape ()
-        With ``return_overflow=True``: True when that happened.
-    """
-    net, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
-    times = _check_obs_times(times, rates.dtype, t0)
-    tau = check_times("tau", tau, rates.dtype, ndim=0)
-    c = concrete(tau)
-    if c is not None and not c > 0:
-        raise ValueError(f"tau must be positive; got {float(c)}")
-    states, over = _tau_leap(rng_key, x0, t0, times, rates, tau, net=net)
-    return (states, over) if return_overflow else states
 
 
 # --------------------------------------------------------------------------------------
