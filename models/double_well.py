@@ -65,6 +65,7 @@ import numpyro.distributions as dist
 from jax.typing import ArrayLike
 
 from probdyn.kernels import sde as K_
+from probdyn.kernels._checks import check_substeps, check_time_grid
 from probdyn.processes.sde import sde_path
 
 __all__ = [
@@ -278,8 +279,8 @@ def bridge_path(
     log_det : Array, scalar
         :math:`\\log|\\det \\partial x_\\mathrm{interior} / \\partial z|`.
     """
-    times = K_._check_times(times)
-    S = K_._check_substeps(substeps)
+    times = check_time_grid(times)
+    S = check_substeps(substeps)
     if S < 2:
         raise ValueError(f"substeps must be >= 2 for a bridge; got {substeps}")
     s = jnp.asarray(states)
@@ -310,12 +311,12 @@ def _bridge_chol(S):
 
 
 def _check_model_args(times, y, substeps, parametrisation, obs_scale):
-    times = K_._check_times(times)
+    times = check_time_grid(times)
     if parametrisation not in PARAMETRISATIONS:
         raise ValueError(
             f"parametrisation must be one of {PARAMETRISATIONS}; got {parametrisation!r}"
         )
-    S = K_._check_substeps(substeps)
+    S = check_substeps(substeps)
     if parametrisation == "bridge" and S < 2:
         raise ValueError(f"substeps must be >= 2 for parametrisation='bridge'; got {substeps}")
     if obs_scale is not None:
@@ -425,7 +426,7 @@ def simulate_data(
     _check_positive("theta", theta)
     _check_positive("sigma", sigma)
     _check_positive("obs_scale", obs_scale)
-    times = K_._check_times(times)
+    times = check_time_grid(times)
     k_path, k_obs = jax.random.split(rng_key)
     params = {"theta": theta, "sigma": sigma}
     y0 = jnp.full((1,), x0, jnp.result_type(times))

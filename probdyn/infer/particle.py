@@ -51,7 +51,9 @@ from jax.scipy.special import logsumexp
 from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
+from probdyn.kernels._checks import check_times
 from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels.network import Network, as_network
 from probdyn.kernels.ssa import gillespie_at, tau_leap
 
 Array = jax.Array
@@ -213,23 +215,12 @@ def _check_count(name, value):
 
 
 def _check_times(times, t0):
-    times = jnp.asarray(times)
-    times = times.astype(jnp.result_type(times.dtype, jnp.float32))
-    if times.ndim != 1 or times.shape[0] < 1:
-        raise ValueError(f"times must have shape (num_timesteps,) with at least one entry; "
-                         f"got shape {times.shape}")  # fmt: skip
-    t0 = jnp.asarray(t0, times.dtype)
+    dtype = jnp.result_type(jnp.asarray(times).dtype, jnp.float32)
+    t0 = jnp.asarray(t0, dtype)
     if t0.ndim != 0:
         raise ValueError(f"t0 must be a scalar; got shape {t0.shape}")
-    c, c0 = _concrete(times), _concrete(t0)
-    if c is not None:
-        if not np.all(np.isfinite(c)):
-            raise ValueError(f"times must be finite; got {c.tolist()}")
-        if np.any(np.diff(c) <= 0):
-            raise ValueError(f"times must be strictly increasing; got {c.tolist()}")
-        if c0 is not None and c[0] < c0:
-            raise ValueError(f"times must not precede t0={float(c0)}; got times[0]={c[0]}")
-    return times, t0
+    label = "(num_timesteps,) with at least one entry"
+    return check_times("times", times, dtype, ndim=1, t0=t0, shape_label=label), t0
 
 
 def _leading(name, tree, size, what):
@@ -461,9 +452,9 @@ def _make_step(transition, obs_log_prob, N, resampling, ess_threshold, dtype, ke
 
 
 def reaction_transition(
-    stoichiometry: ArrayLike,
-    reactants: ArrayLike | None,
-    rates: ArrayLike,
+    stoichiometry: Network | ArrayLike,
+    reactants: ArrayLike | None = None,
+    rates: ArrayLike | None = None,
     *,
     method: str = "gillespie",
     max_jumps: int | None = None,
@@ -474,8 +465,10 @@ def reaction_transition(
 
     Parameters
     ----------
-    stoichiometry : ArrayLike of int, shape (R, S)
-        Concrete net change of each species per reaction.
+    stoichiometry : Network or ArrayLike of int, shape (R, S)
+        The network (a :class:`probdyn.kernels.network.Network` or a
+        ``ReactionNetwork``; then ``reactants`` and ``propensity_fn`` stay None), or the
+        concrete net change of each species per reaction.
     reactants : ArrayLike of int, shape (R, S), or None
         Concrete mass-action reactant orders (None with ``propensity_fn``).
     rates : ArrayLike, shape (R,)
@@ -489,7 +482,8 @@ def reaction_transition(
     tau : float
         Leap size (``"tau_leap"``).
     propensity_fn : callable, optional
-        ``propensity_fn(x, rates) -> (R,)`` instead of mass action.
+        ``propensity_fn(x, rates) -> (R,)`` instead of mass action (with an array
+        ``stoichiometry``).
 
     Returns
     -------
@@ -499,7 +493,9 @@ def reaction_transition(
     """
     if method not in ("gillespie", "tau_leap"):
         raise ValueError(f"method={method!r} is not known; expected 'gillespie' or 'tau_leap'")
-    kw = {"reactants": reactants, "propensity_fn": propensity_fn}
+    if rates is None:
+        raise TypeError("reaction_transition() missing the rates (R,); got rates=None")
+    net = as_network(stoichiometry, reactants, propensity_fn)
     if method == "gillespie":
         if max_jumps is None:
             raise ValueError("max_jumps is required for method='gillespie'; got None")
@@ -507,9 +503,8 @@ def reaction_transition(
 
         def transition(rng_key, x, t_prev, t_next):
             states, overflow = gillespie_at(
-                rng_key, x, jnp.reshape(t_next, (1,)), stoichiometry, rates,
-                max_jumps=max_jumps, t0=t_prev, **kw,
-            )  # fmt: skip
+                rng_key, x, jnp.reshape(t_next, (1,)), net, rates, max_jumps=max_jumps, t0=t_prev
+            )
             return Propagation(states[0], overflow)
 
     else:
@@ -520,10 +515,7 @@ def reaction_transition(
             raise ValueError(f"tau={tau!r} must be a positive scalar")
 
         def transition(rng_key, x, t_prev, t_next):
-            states = tau_leap(
-                rng_key, x, jnp.reshape(t_next, (1,)), stoichiometry, rates,
-                tau=tau, t0=t_prev, **kw,
-            )  # fmt: skip
+            states = tau_leap(rng_key, x, jnp.reshape(t_next, (1,)), net, rates, tau=tau, t0=t_prev)
             return Propagation(states[0], jnp.zeros((), bool))
 
     return transition

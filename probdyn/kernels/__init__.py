@@ -7,6 +7,13 @@
   :mod:`probdyn.kernels.expm`); path simulation (forward and bridged through given
   states) in :mod:`probdyn.kernels.ctmc_paths`.
 - :mod:`probdyn.kernels.ssa`: Gillespie and tau-leap simulation of reaction networks.
+  :mod:`probdyn.kernels.expm`).
+- :mod:`probdyn.kernels.network`: the frozen, hashable :class:`Network` (stoichiometry,
+  reactant orders or a propensity function, species names) taken by ssa, cme and cle.
+- :mod:`probdyn.kernels.cle`: the chemical Langevin equation (an SDE stepped by
+  :func:`probdyn.kernels.sde.step`).
+- :mod:`probdyn.kernels.ssa`: Gillespie simulation of reaction networks and the path
+  likelihood; tau-leaping in :mod:`probdyn.kernels.tau_leaping` (re-exported by ssa).
 - :mod:`probdyn.kernels.sde`: fixed-step SDE solvers as transition kernels (Euler-Maruyama,
   Milstein, stochastic Heun, exact linear, BAOAB Langevin), simulation, path densities.
 - :mod:`probdyn.kernels.kalman`: Kalman filter, RTS smoother and state simulation for
@@ -22,6 +29,7 @@ and ``ssa_path_log_likelihood``; ``ssa.Path`` as ``SSAPath``; ``sde.step``,
 ``sde_transition_log_prob`` and ``sde_path_log_prob``.
 """
 
+from probdyn.kernels.cle import chemical_langevin, cle_sde
 from probdyn.kernels.cme import (
     CMEFilterResult,
     boundary_mass,
@@ -69,6 +77,7 @@ from probdyn.kernels.kalman import (
     mvn_log_prob_chol,
     psd_cholesky,
 )
+from probdyn.kernels.network import Network, as_network
 from probdyn.kernels.sde import (
     SDE,
     SOLVERS,
@@ -103,10 +112,14 @@ __all__ = [
     "HMMPosterior",
     "KalmanFilterResult",
     "KalmanSmootherResult",
+    "Network",
     "SSAPath",
+    "as_network",
     "boundary_mass",
     "bounding_box_diameter",
     "box_states",
+    "chemical_langevin",
+    "cle_sde",
     "cme_apply",
     "cme_filter",
     "cme_log_likelihood",

@@ -36,6 +36,9 @@ does not depend on it.
 chain is the network's CTMC: the exact (up to truncation) likelihood of noisy
 observations at irregular times, with no particle noise.
 
+The network is a :class:`probdyn.kernels.network.Network` passed as ``stoichiometry``,
+or the arrays ``stoichiometry`` with ``reactants`` (or ``propensity_fn``) that build one.
+
 References
 ----------
 A. Jensen, "Markoff chains as an aid in the study of Markoff processes", Skand.
@@ -56,8 +59,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from probdyn.kernels._checks import concrete as _concrete
-from probdyn.kernels.ssa import _network, _propensity, _time
+from probdyn.kernels._checks import check_times, concrete
+from probdyn.kernels.network import Network, as_network
 
 Array = jax.Array
 
@@ -116,20 +119,20 @@ def _allowed(V, m, domain):
 def _domain(domain, m):
     if domain is None:
         return None
-    d = _concrete(domain)
+    d = concrete(domain)
     grid = tuple(v + 1 for v in m)
     if d is None or d.shape != grid or d.dtype != bool:
         raise ValueError(f"domain must be a concrete boolean grid of shape {grid}")
     return tuple(map(bool, d.reshape(-1)))  # hashable (a static jit argument)
 
 
-def _rates_grid(rates, V, rt, fn, m, domain=None):
+def _rates_grid(rates, net, m, domain=None):
     """Propensities on the box, reactions leaving the box (or domain) off: (R, *grid)."""
     states = jnp.asarray(box_states(m), dtype=rates.dtype)
-    H = jax.vmap(lambda x: _propensity(rt, fn)(x, rates))(states)  # (K, R)
-    H = H.T.reshape((len(V), *(v + 1 for v in m)))
+    H = jax.vmap(lambda x: net.propensity(x, rates))(states)  # (K, R)
+    H = H.T.reshape((net.num_reactions, *(v + 1 for v in m)))
     dom = None if domain is None else np.reshape(domain, tuple(v + 1 for v in m))
-    return jnp.where(_allowed(V, m, dom), H, 0.0)
+    return jnp.where(_allowed(net.stoichiometry, m, dom), H, 0.0)
 
 
 def _apply(p, H, V):
@@ -143,23 +146,24 @@ def _apply(p, H, V):
 
 
 def _setup(p, rates, stoichiometry, reactants, propensity_fn, max_counts, name="p0"):
-    V, rt, fn, rates = _network(stoichiometry, rates, reactants, propensity_fn)
-    m = _max_counts(max_counts, len(V[0]))
+    net = as_network(stoichiometry, reactants, propensity_fn)
+    rates = net.check_rates(rates)
+    m = _max_counts(max_counts, net.num_species)
     grid = tuple(v + 1 for v in m)
     p = jnp.asarray(p)
     if p.shape != grid:
         raise ValueError(f"{name} must have the grid shape max_counts + 1 = {grid}; got {p.shape}")
     p = p.astype(jnp.result_type(p.dtype, rates.dtype))
-    c = _concrete(p)
+    c = concrete(p)
     if c is not None and (np.any(c < 0) or not np.isclose(c.sum(), 1.0, atol=1e-5)):
         raise ValueError(f"{name} must be a probability grid (>= 0, summing to 1)")
-    return V, rt, fn, rates.astype(p.dtype), m, p
+    return net, rates.astype(p.dtype), m, p
 
 
 def cme_apply(
     p: ArrayLike,
     rates: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     *,
     reactants: ArrayLike | None = None,
     propensity_fn=None,
@@ -173,7 +177,7 @@ def cme_apply(
     p : ArrayLike, shape max_counts + 1
         A probability grid (a distribution over the box).
     rates : ArrayLike, shape (R,)
-    stoichiometry : ArrayLike of int, shape (R, S)
+    stoichiometry : Network or ArrayLike of int, shape (R, S)
     reactants : ArrayLike of int, shape (R, S), optional
         Mass-action orders (or give ``propensity_fn(x, rates) -> (R,)``).
     max_counts : sequence of int, length S
@@ -188,8 +192,8 @@ def cme_apply(
     Array, shape max_counts + 1
         Sums to zero.
     """
-    V, rt, fn, rates, m, p = _setup(p, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    return _apply(p, _rates_grid(rates, V, rt, fn, m, _domain(domain, m)), V)
+    net, rates, m, p = _setup(p, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    return _apply(p, _rates_grid(rates, net, m, _domain(domain, m)), net.stoichiometry)
 
 
 def _poisson_weights(mu, num_terms):
@@ -253,7 +257,7 @@ def cme_transient(
     p0: ArrayLike,
     t: ArrayLike,
     rates: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     *,
     reactants: ArrayLike | None = None,
     propensity_fn=None,
@@ -279,13 +283,13 @@ def cme_transient(
     tail : Array, shape ()
         Poisson tail mass left out (the error bound in total variation).
     """
-    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    t = _time("t", t, p.dtype, ndim=0)
-    c = _concrete(t)
+    net, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    t = check_times("t", t, p.dtype, ndim=0)
+    c = concrete(t)
     if c is not None and c < 0:
         raise ValueError(f"t must be >= 0; got {float(c)}")
-    H = _rates_grid(rates, V, rt, fn, m, _domain(domain, m))
-    return _transient(p, t, H, V, _uniformization_rate(H), _num_terms(num_terms))
+    H = _rates_grid(rates, net, m, _domain(domain, m))
+    return _transient(p, t, H, net.stoichiometry, _uniformization_rate(H), _num_terms(num_terms))
 
 
 def boundary_mass(p: ArrayLike) -> Array:
@@ -307,7 +311,7 @@ def cme_log_likelihood(
     times: ArrayLike,
     obs_log_probs: ArrayLike,
     rates: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     *,
     reactants: ArrayLike | None = None,
     propensity_fn=None,
@@ -350,30 +354,31 @@ def cme_log_likelihood(
     filtered : Array, shape (T, *grid)
         Only with ``return_filtered=True``.
     """
-    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    times = _time("times", times, p.dtype, ndim=1)
+    net, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    times = check_times("times", times, p.dtype, ndim=1)
     T = times.shape[0]
     ll = jnp.asarray(obs_log_probs).astype(p.dtype)
     if ll.shape != (T, *p.shape):
         raise ValueError(
             f"obs_log_probs must have shape (T, *grid) = {(T, *p.shape)}; got {ll.shape}"
         )
-    c = _concrete(ll)
+    c = concrete(ll)
     if c is not None and np.any(np.isnan(c)):
         raise ValueError("obs_log_probs must not contain NaN (use -inf for impossible states)")
-    start = times[0] if t0 is None else _time("t0", t0, p.dtype, ndim=0)
-    c0, ct = _concrete(start), _concrete(times)
+    start = times[0] if t0 is None else check_times("t0", t0, p.dtype, ndim=0)
+    c0, ct = concrete(start), concrete(times)
     if c0 is not None and ct is not None and c0 > ct[0]:
         raise ValueError(f"t0 must be <= times[0]; got t0={float(c0)}, times[0]={ct[0]}")
     dts = jnp.diff(jnp.concatenate([start[None], times]))
     N = _num_terms(num_terms)
     dom = _domain(domain, m)
-    return _cme_ll(p, dts, ll, rates, V, rt, fn, m, dom, N, float(tail_tol), bool(return_filtered))
+    return _cme_ll(p, dts, ll, rates, net, m, dom, N, float(tail_tol), bool(return_filtered))
 
 
-@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
-def _cme_ll(p, dts, ll, rates, V, rt, fn, m, dom, num_terms, tail_tol, return_filtered):
-    H = _rates_grid(rates, V, rt, fn, m, dom)
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
+def _cme_ll(p, dts, ll, rates, net, m, dom, num_terms, tail_tol, return_filtered):
+    H = _rates_grid(rates, net, m, dom)
+    V = net.stoichiometry
     lam = _uniformization_rate(H)
 
     def step(carry, xs):
@@ -424,11 +429,11 @@ def _tail_from(n, mu):
     return jnp.where(n > 0, jax.scipy.special.gammainc(jnp.maximum(n, 1.0), mu), 1.0)
 
 
-def _exit_states(rates, V, rt, fn, m):
+def _exit_states(rates, net, m):
     """Boolean grid: some reaction with positive propensity leaves the box from here."""
     states = jnp.asarray(box_states(m), dtype=rates.dtype)
-    H = jax.vmap(lambda x: _propensity(rt, fn)(x, rates))(states).T  # (R, K)
-    leaves = ~_allowed(V, m, None).reshape(len(V), -1)
+    H = jax.vmap(lambda x: net.propensity(x, rates))(states).T  # (R, K)
+    leaves = ~_allowed(net.stoichiometry, m, None).reshape(net.num_reactions, -1)
     return jnp.any((H > 0) & leaves, axis=0).reshape(tuple(v + 1 for v in m))
 
 
@@ -468,7 +473,7 @@ def cme_filter(
     times: ArrayLike,
     obs_log_probs: ArrayLike,
     rates: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     *,
     reactants: ArrayLike | None = None,
     propensity_fn=None,
@@ -509,8 +514,8 @@ def cme_filter(
     CMEFilterResult
         Arrays of shape (T,).
     """
-    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    times = _time("times", times, p.dtype, ndim=1)
+    net, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    times = check_times("times", times, p.dtype, ndim=1)
     T = times.shape[0]
     ll = jnp.asarray(obs_log_probs).astype(p.dtype)
     if ll.shape != (T, *p.shape):
@@ -521,20 +526,21 @@ def cme_filter(
         raise ValueError(f"tol must be in (0, 1); got {tol!r}")
     block = _num_terms(block)
     num_blocks = -(-_num_terms(max_terms) // block)
-    start = times[0] if t0 is None else _time("t0", t0, p.dtype, ndim=0)
-    c0, ct = _concrete(start), _concrete(times)
+    start = times[0] if t0 is None else check_times("t0", t0, p.dtype, ndim=0)
+    c0, ct = concrete(start), concrete(times)
     if c0 is not None and ct is not None and c0 > ct[0]:
         raise ValueError(f"t0 must be <= times[0]; got t0={float(c0)}, times[0]={ct[0]}")
     dts = jnp.diff(jnp.concatenate([start[None], times]))
     dom = _domain(domain, m)
-    return _cme_filter(p, dts, ll, rates, V, rt, fn, m, dom, float(tol), block, num_blocks)
+    return _cme_filter(p, dts, ll, rates, net, m, dom, float(tol), block, num_blocks)
 
 
-@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
-def _cme_filter(p, dts, ll, rates, V, rt, fn, m, dom, tol, block, num_blocks):
-    H = _rates_grid(rates, V, rt, fn, m, dom)
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
+def _cme_filter(p, dts, ll, rates, net, m, dom, tol, block, num_blocks):
+    H = _rates_grid(rates, net, m, dom)
+    V = net.stoichiometry
     lam = _uniformization_rate(H)
-    exits = _exit_states(rates, V, rt, fn, m)
+    exits = _exit_states(rates, net, m)
 
     def step(alpha, xs):
         dt, lli = xs
@@ -555,7 +561,7 @@ def cme_sample(
     p0: ArrayLike,
     times: ArrayLike,
     rates: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     *,
     reactants: ArrayLike | None = None,
     propensity_fn=None,
@@ -584,21 +590,22 @@ def cme_sample(
     Array of int32, shape (T, S)
         Counts at each time.
     """
-    V, rt, fn, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
-    times = _time("times", times, p.dtype, ndim=1)
+    net, rates, m, p = _setup(p0, rates, stoichiometry, reactants, propensity_fn, max_counts)
+    times = check_times("times", times, p.dtype, ndim=1)
     if not 0.0 < float(tol) < 1.0:
         raise ValueError(f"tol must be in (0, 1); got {tol!r}")
     block = _num_terms(block)
     num_blocks = -(-_num_terms(max_terms) // block)
-    start = times[0] if t0 is None else _time("t0", t0, p.dtype, ndim=0)
+    start = times[0] if t0 is None else check_times("t0", t0, p.dtype, ndim=0)
     dts = jnp.diff(jnp.concatenate([start[None], times]))
     dom = _domain(domain, m)
-    return _cme_sample(rng_key, p, dts, rates, V, rt, fn, m, dom, float(tol), block, num_blocks)
+    return _cme_sample(rng_key, p, dts, rates, net, m, dom, float(tol), block, num_blocks)
 
 
-@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9, 10, 11))
-def _cme_sample(key, p, dts, rates, V, rt, fn, m, dom, tol, block, num_blocks):
-    H = _rates_grid(rates, V, rt, fn, m, dom)
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8, 9))
+def _cme_sample(key, p, dts, rates, net, m, dom, tol, block, num_blocks):
+    H = _rates_grid(rates, net, m, dom)
+    V = net.stoichiometry
     lam = _uniformization_rate(H)
     states = jnp.asarray(box_states(m), jnp.int32)
     K = states.shape[0]

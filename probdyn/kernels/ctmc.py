@@ -85,7 +85,9 @@ from jax import lax
 from jax.scipy.special import gammaln, xlogy
 from jax.typing import ArrayLike
 
+from probdyn.kernels._checks import check_generator as _check_generator_values
 from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels._checks import safe_log as _safe_log
 from probdyn.kernels.expm import _solve, expm_eigh, expm_pade, expm_uniformization
 
 Array = jax.Array
@@ -159,24 +161,7 @@ def check_generator(generator: ArrayLike) -> Array:
     Q = _float(generator)
     if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or Q.shape[0] < 1:
         raise ValueError(f"generator must be a square (K, K) matrix; got shape {Q.shape}")
-    q = _concrete(Q)
-    if q is not None:
-        if not np.all(np.isfinite(q)):
-            raise ValueError("generator must be finite; got NaN or inf entries")
-        K = q.shape[0]
-        off = q[~np.eye(K, dtype=bool)]
-        if off.size and off.min() < 0:
-            i, j = np.argwhere((q < 0) & ~np.eye(K, dtype=bool))[0]
-            raise ValueError(
-                f"generator off-diagonal rates must be >= 0; got generator[{i}, {j}] = {q[i, j]}"
-            )
-        rows = q.sum(axis=1)
-        tol = 100 * K * np.finfo(q.dtype).eps * max(np.abs(q).max(), np.finfo(q.dtype).tiny)
-        if np.abs(rows).max() > tol:
-            i = int(np.abs(rows).argmax())
-            raise ValueError(
-                f"generator rows must sum to zero; row {i} sums to {rows[i]} (tolerance {tol:.3g})"
-            )
+    _check_generator_values(Q)
     return Q
 
 
@@ -316,10 +301,6 @@ def _transition_matrices(Q, d, method):
 # --------------------------------------------------------------------------------------
 # path likelihood
 # --------------------------------------------------------------------------------------
-
-
-def _safe_log(x):
-    return jnp.log(jnp.where(x > 0, x, 1.0)) + jnp.where(x > 0, 0.0, -jnp.inf)
 
 
 def _check_path(K, initial_probs, states, jump_times, t_end, num_jumps):

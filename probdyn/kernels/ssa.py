@@ -4,8 +4,9 @@ A network of R reactions over S species is given by its ``stoichiometry`` (R, S)
 change of each species when reaction j fires) and either mass-action reactant orders
 ``reactants`` (R, S) or a user ``propensity_fn(x, rates) -> (R,)``; rate constants
 ``rates`` (R,) are the (traced, differentiable) parameters. Network structure is static:
-``stoichiometry`` and ``reactants`` must be concrete integer arrays, ``propensity_fn`` a
-hashable callable, ``max_jumps`` a Python int. All functions act on one path; batch them
+a :class:`probdyn.kernels.network.Network` (frozen, hashable), or the concrete integer
+arrays ``stoichiometry`` and ``reactants`` (or a hashable ``propensity_fn``) that build
+one; ``max_jumps`` is a Python int. All functions act on one path; batch them
 with :func:`jax.vmap`. Counts are ``int32``; times and propensities take the floating
 dtype of ``rates`` (float32 unless x64 is enabled; with float32, a time horizon of more
 than ~1e6 mean waiting times loses resolution, so enable x64 for such runs).
@@ -46,12 +47,8 @@ pass through the simulators and reverse-mode ones do not; differentiate
 
 Approximate simulation
 ----------------------
-:func:`tau_leap` is fixed-step Poisson tau-leaping (Gillespie 2001): over a step
-:math:`\\tau` each reaction fires :math:`\\mathrm{Poisson}(h_j(x)\\tau)` times. Counts
-that would go negative are clipped to zero, the simplest fix (it biases the mean upwards
-where it triggers, and it can break conservation laws). The weak error is
-:math:`O(\\tau)`; for networks with linear propensities the mean follows exactly the
-explicit Euler scheme of the mean ODE (as long as clipping does not trigger).
+:func:`tau_leap` (Poisson tau-leaping, Gillespie 2001) lives in
+:mod:`probdyn.kernels.tau_leaping` and is re-exported here.
 
 References
 ----------
@@ -67,7 +64,6 @@ D. J. Wilkinson, *Stochastic Modelling for Systems Biology*, 3rd ed., CRC Press,
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
@@ -77,12 +73,20 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels._checks import check_times, safe_log
+from probdyn.kernels.network import (
+    Network,
+    PropensityFn,
+    as_network,
+    check_obs_times,
+    check_simulation_inputs,
+    mass_action_propensities,
+)
+from probdyn.kernels.tau_leaping import tau_leap
 
 Array = jax.Array
-PropensityFn = Callable[[Array, Array], Array]
-
 __all__ = [
+    "Network",
     "Path",
     "mass_action_propensities",
     "gillespie",
@@ -129,101 +133,7 @@ class Path(NamedTuple):
 # --------------------------------------------------------------------------------------
 
 
-_MAX_COEFF = 2**20
 _INT_MAX = np.iinfo(np.int32).max
-# tau-leap updates are checked in floating point: below this bound an int32 sum cannot wrap
-_TAU_SAFE = 2.0e9
-
-
-def _int_matrix(name, value, num_reactions=None):
-    arr = _concrete(value)
-    if arr is None:
-        raise TypeError(f"{name} is network structure and must be concrete; got a traced value")
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (num_reactions, S); got shape {arr.shape}")
-    if num_reactions is not None and arr.shape[0] != num_reactions:
-        raise ValueError(
-            f"{name} must have {num_reactions} rows (one per reaction); got shape {arr.shape}"
-        )
-    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
-        raise TypeError(f"{name} must hold integers; got dtype {arr.dtype}")
-    if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-        raise ValueError(f"{name} must hold integers; got {arr.tolist()}")
-    if np.any(np.abs(arr) > _MAX_COEFF):
-        raise ValueError(
-            f"{name} entries must be at most {_MAX_COEFF} in absolute value (counts are int32); "
-            f"got {arr.tolist()}"
-        )
-    return arr.astype(np.int64)
-
-
-def _network(stoichiometry, rates, reactants, propensity_fn):
-    """Validate the network; return (stoich tuple, reactants tuple or None, fn, rates)."""
-    V = _int_matrix("stoichiometry", stoichiometry)
-    R, S = V.shape
-    if R < 1 or S < 1:
-        raise ValueError(f"stoichiometry must have at least one reaction and species; {V.shape}")
-    rates = jnp.asarray(rates)
-    rates = rates.astype(jnp.result_type(rates.dtype, jnp.float32))
-    if rates.shape != (R,):
-        raise ValueError(f"rates must have shape ({R},) to match stoichiometry; got {rates.shape}")
-    c = _concrete(rates)
-    if c is not None and not (np.all(np.isfinite(c)) and np.all(c >= 0)):
-        raise ValueError(f"rates must be non-negative and finite; got {c.tolist()}")
-    if (reactants is None) == (propensity_fn is None):
-        raise ValueError("give exactly one of reactants (mass action) and propensity_fn")
-    rt = None
-    if reactants is not None:
-        r = _int_matrix("reactants", reactants, R)
-        if r.shape != (R, S):
-            raise ValueError(f"reactants must have shape ({R}, {S}); got {r.shape}")
-        if np.any(r < 0):
-            raise ValueError(f"reactants must be non-negative orders; got {r.tolist()}")
-        rt = tuple(map(tuple, r.tolist()))
-    elif not callable(propensity_fn):
-        raise TypeError(f"propensity_fn must be callable; got {type(propensity_fn).__name__}")
-    return tuple(map(tuple, V.tolist())), rt, propensity_fn, rates
-
-
-def _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0):
-    """:func:`_network` plus the initial condition: ``(V, rt, fn, rates, x0, t0)``."""
-    V, rt, fn, rates = _network(stoichiometry, rates, reactants, propensity_fn)
-    x, S = jnp.asarray(x0), len(V[0])
-    if x.shape != (S,):
-        raise ValueError(f"x0 must have shape ({S},) to match stoichiometry; got {x.shape}")
-    c = _concrete(x)
-    if c is not None and (np.any(c < 0) or np.any(c != np.round(c))):
-        raise ValueError(f"x0 must hold non-negative integer counts; got {c.tolist()}")
-    return V, rt, fn, rates, x.astype(jnp.int32), _time("t0", t0, rates.dtype, ndim=0)
-
-
-def _time(name, value, dtype, *, ndim, t0=None):
-    """Checked times cast to ``dtype``: finite, increasing when ndim == 1, ``>= t0``."""
-    c = _concrete(value)  # before jnp.asarray, which would cast float64 to float32
-    if c is not None and (not np.issubdtype(c.dtype, np.number) or np.iscomplexobj(c)):
-        raise TypeError(f"{name} must be real numbers; got dtype {c.dtype}")
-    t = jnp.asarray(value)
-    if t.ndim != ndim:
-        shape = "()" if ndim == 0 else "(num_timesteps,)"
-        raise ValueError(f"{name} must have shape {shape}; got {t.shape}")
-    c0 = None if t0 is None else _concrete(t0)
-    if c is not None:
-        if not np.all(np.isfinite(c)):
-            raise ValueError(f"{name} must be finite; got {c.tolist()}")
-        if ndim == 1 and (c.size == 0 or np.any(np.diff(c) <= 0)):
-            raise ValueError(f"{name} must be non-empty and strictly increasing; got {c.tolist()}")
-        if c0 is not None and np.min(c) < c0:
-            raise ValueError(f"{name} must not precede t0={float(c0)}; got {c.tolist()}")
-        if ndim == 1 and c.size > 1:
-            lowered = np.asarray(c, dtype=np.dtype(jnp.dtype(dtype)))
-            if np.any(np.diff(lowered) <= 0):
-                raise ValueError(
-                    f"{name} are not strictly increasing once cast to {jnp.dtype(dtype).name} "
-                    f"(the dtype of rates): gaps down to {np.diff(c).min():.3g} at times up to "
-                    f"{np.abs(c).max():.3g} collapse; enable float64 "
-                    "(jax.config.update('jax_enable_x64', True)) and pass float64 rates"
-                )
-    return t.astype(dtype)
 
 
 def _max_jumps(max_jumps):
@@ -235,71 +145,8 @@ def _max_jumps(max_jumps):
 
 
 # --------------------------------------------------------------------------------------
-# propensities and the event draw
+# the event draw
 # --------------------------------------------------------------------------------------
-
-
-def _mass_action_fn(reactants: tuple) -> PropensityFn:
-    """Closure ``(x float (S,), rates (R,)) -> (R,)`` for static reactant orders."""
-    r = np.asarray(reactants, dtype=np.int64)
-    order = int(r.max(initial=0))
-    if order == 0:
-        return lambda x, rates: rates
-    if order == 1:
-        mask = r > 0
-        return lambda x, rates: rates * jnp.prod(jnp.where(mask, x, 1), axis=-1)
-    k = np.arange(order)[:, None, None]
-    mask = k < r[None]  # (order, R, S): factor (x_s - k) present iff k < r_js
-    kf = k.astype(np.float32)
-
-    def fn(x, rates):
-        terms = jnp.where(mask, x - kf.astype(x.dtype), 1)
-        return rates * jnp.prod(terms, axis=(0, 2))
-
-    return fn
-
-
-def _propensity(reactants, propensity_fn) -> PropensityFn:
-    return _mass_action_fn(reactants) if propensity_fn is None else propensity_fn
-
-
-def mass_action_propensities(x: ArrayLike, rates: ArrayLike, reactants: ArrayLike) -> Array:
-    """Stochastic mass-action propensities.
-
-    .. math::
-
-        h_j(x) = c_j \\prod_s x_s (x_s - 1) \\cdots (x_s - r_{js} + 1)
-               = c_j \\prod_s \\frac{x_s!}{(x_s - r_{js})!},
-
-    the number of ordered ways to pick the reactant molecules times the rate constant
-    :math:`c_j` (Gillespie 1977; e.g. :math:`2X \\to \\ldots` has :math:`h = c\\,x(x-1)`,
-    with no 1/2). Orders larger than the count give zero.
-
-    Parameters
-    ----------
-    x : ArrayLike, shape (S,)
-        Non-negative counts.
-    rates : ArrayLike, shape (R,)
-        Stochastic rate constants :math:`c_j`.
-    reactants : ArrayLike of int, shape (R, S)
-        Concrete reactant orders :math:`r_{js} \\ge 0`.
-
-    Returns
-    -------
-    Array, shape (R,)
-    """
-    r = _int_matrix("reactants", reactants)
-    if np.any(r < 0):
-        raise ValueError(f"reactants must be non-negative orders; got {r.tolist()}")
-    rates = jnp.asarray(rates)
-    rates = rates.astype(jnp.result_type(rates.dtype, jnp.float32))
-    x = jnp.asarray(x)
-    if rates.shape != (r.shape[0],) or x.shape != (r.shape[1],):
-        raise ValueError(
-            f"rates must have shape ({r.shape[0]},) and x shape ({r.shape[1]},) to match "
-            f"reactants {r.shape}; got {rates.shape} and {x.shape}"
-        )
-    return _mass_action_fn(tuple(map(tuple, r.tolist())))(x.astype(rates.dtype), rates)
 
 
 # events handled per loop iteration, and per random draw (one threefry call for all of them)
@@ -450,10 +297,10 @@ def _gillespie_batch(keys, x0, t0, t_end, rates, *, V, prop, M):
     return _finish_path(t_end, M, n, x, times, states, reaction, over)
 
 
-@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn", "max_jumps"))
-def _gillespie(rng_key, x0, t0, t_end, rates, *, stoich, reactants, propensity_fn, max_jumps):
-    V = np.asarray(stoich, np.int32)  # numpy: custom_vmap must not close over tracers
-    prop = _propensity(reactants, propensity_fn)
+@partial(jax.jit, static_argnames=("net", "max_jumps"))
+def _gillespie(rng_key, x0, t0, t_end, rates, *, net, max_jumps):
+    V = np.asarray(net.stoichiometry, np.int32)  # numpy: custom_vmap must not close over tracers
+    prop = net.propensity
     run = partial(_gillespie_batch, V=V, prop=prop, M=max_jumps)
 
     @jax.custom_batching.custom_vmap
@@ -475,7 +322,7 @@ def gillespie(
     rng_key: Array,
     x0: ArrayLike,
     t_end: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     rates: ArrayLike,
     *,
     reactants: ArrayLike | None = None,
@@ -497,12 +344,16 @@ def gillespie(
         Initial counts (non-negative).
     t_end : ArrayLike, shape ()
         End of the simulation window (finite).
-    stoichiometry : ArrayLike of int, shape (R, S)
-        Concrete net change :math:`\\nu_j` of each species per reaction.
+    stoichiometry : Network or ArrayLike of int, shape (R, S)
+        The network (:class:`probdyn.kernels.network.Network`, or an object with a
+        ``network`` attribute such as ``ReactionNetwork``), or the concrete net change
+        :math:`\\nu_j` of each species per reaction (then give ``reactants`` or
+        ``propensity_fn``).
     rates : ArrayLike, shape (R,)
         Rate constants (non-negative); passed to the propensity function.
     reactants : ArrayLike of int, shape (R, S), optional
-        Concrete mass-action reactant orders (see :func:`mass_action_propensities`).
+        Concrete mass-action reactant orders (see :func:`mass_action_propensities`);
+        only with an array ``stoichiometry``.
     propensity_fn : callable, optional
         ``propensity_fn(x, rates) -> (R,)``, with ``x`` the counts cast to the dtype of
         ``rates``; must be non-negative and finite. Give exactly one of ``reactants``
@@ -517,18 +368,17 @@ def gillespie(
     Path
         Padded path with ``num_jumps`` and the ``overflow`` flag; see :class:`Path`.
     """
-    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
-    t_end = _time("t_end", t_end, rates.dtype, ndim=0, t0=t0)
-    return _gillespie(
-        rng_key, x0, t0, t_end, rates,
-        stoich=V, reactants=rt, propensity_fn=fn, max_jumps=_max_jumps(max_jumps),
-    )  # fmt: skip
+    net, rates, x0, t0 = check_simulation_inputs(
+        stoichiometry, rates, reactants, propensity_fn, x0, t0
+    )
+    t_end = check_times("t_end", t_end, rates.dtype, ndim=0, t0=t0)
+    return _gillespie(rng_key, x0, t0, t_end, rates, net=net, max_jumps=_max_jumps(max_jumps))
 
 
-@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn", "max_jumps"))
-def _gillespie_at(rng_key, x0, t0, times, rates, *, stoich, reactants, propensity_fn, max_jumps):
-    V = np.asarray(stoich, np.int32)
-    prop = _propensity(reactants, propensity_fn)
+@partial(jax.jit, static_argnames=("net", "max_jumps"))
+def _gillespie_at(rng_key, x0, t0, times, rates, *, net, max_jumps):
+    V = np.asarray(net.stoichiometry, np.int32)
+    prop = net.propensity
     M, U = max_jumps, _BLOCK
 
     def advance(carry, t_obs):
@@ -557,7 +407,7 @@ def gillespie_at(
     rng_key: Array,
     x0: ArrayLike,
     times: ArrayLike,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     rates: ArrayLike,
     *,
     reactants: ArrayLike | None = None,
@@ -597,120 +447,11 @@ def gillespie_at(
         stopped because a count would leave the int32 range or a propensity was negative
         or not finite (see :class:`Path`); the remaining rows then repeat the last state.
     """
-    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
-    times = _time("times", times, rates.dtype, ndim=1, t0=t0)
-    return _gillespie_at(
-        rng_key, x0, t0, times, rates,
-        stoich=V, reactants=rt, propensity_fn=fn, max_jumps=_max_jumps(max_jumps),
-    )  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------
-# tau-leaping
-# --------------------------------------------------------------------------------------
-
-
-@partial(jax.jit, static_argnames=("stoich", "reactants", "propensity_fn"))
-def _tau_leap(rng_key, x0, t0, times, rates, tau, *, stoich, reactants, propensity_fn):
-    V = jnp.asarray(stoich, jnp.int32)
-    Vf = jnp.asarray(stoich, rates.dtype)
-    prop = _propensity(reactants, propensity_fn)
-    starts = jnp.concatenate([t0[None], times[:-1]])
-    tau_ok = (tau > 0) & jnp.isfinite(tau)  # checked eagerly when concrete
-
-    def interval(carry, xs):
-        x, step, bad = carry
-        t_a, t_b = xs
-        n = jnp.where(tau_ok, jnp.maximum(jnp.ceil((t_b - t_a) / tau), 1), 1).astype(jnp.int32)
-
-        def leap(k, c):
-            x, bad = c
-            # grid points computed by multiplication: no accumulated round-off
-            s = t_a + k * tau
-            e = jnp.where(k + 1 >= n, t_b, jnp.minimum(t_a + (k + 1) * tau, t_b))
-            lam = prop(x.astype(rates.dtype), rates) * (e - s)
-            # every count, and the new state, checked in floating point before the int32
-            # update (which is then exact): a step that could wrap stops the path
-            bad = bad | ~(jnp.all(lam >= 0) & jnp.all(lam < _TAU_SAFE))
-            counts = jax.random.poisson(jax.random.fold_in(rng_key, step + k), lam)
-            new_f = x.astype(rates.dtype) + counts.astype(rates.dtype) @ Vf
-            bad = bad | jnp.any(new_f >= _TAU_SAFE)
-            x_new = jnp.maximum(x + counts.astype(jnp.int32) @ V, 0)
-            return jnp.where(bad, x, x_new), bad
-
-        x, bad = lax.fori_loop(0, n, leap, (x, bad | ~tau_ok))
-        return (x, step + n, bad), jnp.where(bad, -1, x)
-
-    (_, _, bad), states = lax.scan(interval, (x0, jnp.int32(0), jnp.bool_(False)), (starts, times))
-    return states, bad
-
-
-def tau_leap(
-    rng_key: Array,
-    x0: ArrayLike,
-    times: ArrayLike,
-    stoichiometry: ArrayLike,
-    rates: ArrayLike,
-    *,
-    reactants: ArrayLike | None = None,
-    propensity_fn: PropensityFn | None = None,
-    tau: ArrayLike,
-    t0: ArrayLike = 0.0,
-    return_overflow: bool = False,
-) -> Array | tuple[Array, Array]:
-    """Fixed-step Poisson tau-leaping (Gillespie 2001), read at observation times.
-
-    Each interval :math:`[t_{k-1}, t_k]` (with :math:`t_{-1} = t_0`) is cut into
-    :math:`\\lceil (t_k - t_{k-1}) / \\tau \\rceil` steps of length :math:`\\tau` (the
-    last one shorter, so that every observation time is hit exactly); over a step of
-    length :math:`\\delta`,
-
-    .. math::
-
-        x \\leftarrow \\max\\Big(0,\\; x + \\sum_j K_j \\nu_j\\Big), \\qquad
-        K_j \\sim \\mathrm{Poisson}(h_j(x)\\,\\delta).
-
-    Clipping at zero is the simplest non-negativity fix; it is biased where it triggers
-    (choose :math:`\\tau` so that :math:`h_j \\tau` is small next to the reactant
-    counts). The weak error is :math:`O(\\tau)`.
-
-    Parameters
-    ----------
-    rng_key : Array
-        PRNG key.
-    x0 : ArrayLike of int, shape (S,)
-        Counts at ``t0``.
-    times : ArrayLike, shape (T,)
-        Strictly increasing, finite observation times, all ``>= t0``.
-    stoichiometry, rates, reactants, propensity_fn
-        As for :func:`gillespie`.
-    tau : ArrayLike, shape ()
-        Step size (positive).
-    t0 : ArrayLike, shape (), default 0
-        Start time.
-    return_overflow : bool, default False
-        Also return the ``overflow`` flag.
-
-    Returns
-    -------
-    states : Array of int32, shape (T, S)
-        Approximate :math:`x(t_k)`. Counts never wrap: from the first step whose Poisson
-        means or new counts reach 2e9 (near the int32 limit), or whose means are negative
-        or NaN, or when ``tau`` is not positive (possible only under ``jit``; eagerly
-        these raise), the path stops and every later row is -1 (an impossible count).
-    overflow : Array of bool, shape ()
-        With ``return_overflow=True``: True when that happened.
-    """
-    V, rt, fn, rates, x0, t0 = _prepare(stoichiometry, rates, reactants, propensity_fn, x0, t0)
-    times = _time("times", times, rates.dtype, ndim=1, t0=t0)
-    tau = _time("tau", tau, rates.dtype, ndim=0)
-    c = _concrete(tau)
-    if c is not None and not c > 0:
-        raise ValueError(f"tau must be positive; got {float(c)}")
-    states, over = _tau_leap(
-        rng_key, x0, t0, times, rates, tau, stoich=V, reactants=rt, propensity_fn=fn
+    net, rates, x0, t0 = check_simulation_inputs(
+        stoichiometry, rates, reactants, propensity_fn, x0, t0
     )
-    return (states, over) if return_overflow else states
+    times = check_obs_times(times, rates.dtype, t0)
+    return _gillespie_at(rng_key, x0, t0, times, rates, net=net, max_jumps=_max_jumps(max_jumps))
 
 
 # --------------------------------------------------------------------------------------
@@ -718,14 +459,9 @@ def tau_leap(
 # --------------------------------------------------------------------------------------
 
 
-def _safe_log(h):
-    pos = h > 0
-    return jnp.where(pos, jnp.log(jnp.where(pos, h, 1.0)), -jnp.inf)
-
-
 def path_log_likelihood(
     path: Path,
-    stoichiometry: ArrayLike,
+    stoichiometry: Network | ArrayLike,
     rates: ArrayLike,
     *,
     reactants: ArrayLike | None = None,
@@ -759,7 +495,9 @@ def path_log_likelihood(
     -------
     Array, shape ()
     """
-    V, rt, fn, rates = _network(stoichiometry, rates, reactants, propensity_fn)
+    net = as_network(stoichiometry, reactants, propensity_fn)
+    rates = net.check_rates(rates)
+    V = net.stoichiometry
     times, states, reaction = (jnp.asarray(a) for a in path[:3])
     M = reaction.shape[0] if reaction.ndim == 1 else -1
     if times.shape != (M + 1,) or states.shape != (M + 1, len(V[0])):
@@ -767,8 +505,8 @@ def path_log_likelihood(
             "path must hold times (M+1,), states (M+1, S) and reaction (M,) for one path with "
             f"S={len(V[0])}; got {times.shape}, {states.shape}, {reaction.shape}"
         )
-    t_end = _time("t_end", t_end, rates.dtype, ndim=0)
-    prop = _propensity(rt, fn)
+    t_end = check_times("t_end", t_end, rates.dtype, ndim=0)
+    prop = net.propensity
     h = jax.vmap(lambda x: prop(x.astype(rates.dtype), rates))(states)  # (M+1, R)
     idx = jnp.arange(M + 1)
     n = path.num_jumps
@@ -777,6 +515,6 @@ def path_log_likelihood(
     t_next = jnp.where(idx < n, jnp.concatenate([t[1:], t_end[None]]), t_end)
     integral = jnp.sum(jnp.where(live, jnp.sum(h, axis=1) * (t_next - t), 0.0))
     fired = jnp.take_along_axis(h[:-1], jnp.clip(reaction, 0, len(V) - 1)[:, None], axis=1)[:, 0]
-    log_h = jnp.where(idx[:-1] < n, _safe_log(fired), 0.0)
+    log_h = jnp.where(idx[:-1] < n, safe_log(fired), 0.0)
     ll = jnp.sum(log_h) - integral
     return jnp.where(path.overflow, jnp.nan, ll)

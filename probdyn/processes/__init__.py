@@ -5,7 +5,8 @@ from probdyn.processes.hmm import DiscreteHMM
 from probdyn.processes.mjp import CTMCPath, MarkovJumpProcess, mean_dwell_times
 from probdyn.processes.observed_ctmc import ObservedCTMC, ObservedCTMCPath
 from probdyn.processes.panel import PanelCTMC, generator_from_log_rates
-from probdyn.processes.reaction import ReactionNetwork, ReactionPath
+from probdyn.processes.reaction_network import ReactionNetwork
+from probdyn.processes.reaction_path import ReactionPath
 from probdyn.processes.sde import (
     KalmanFilterResult,
     KalmanSmootherResult,

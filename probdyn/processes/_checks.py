@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numpyro.util import not_jax_tracer
 
+from probdyn.kernels._checks import concrete  # noqa: F401  (the one copy, re-exported)
+
 
 def validate_sample(dist, value, name: str = "value"):
     """Support check for ``validate_args=True`` that raises instead of warning.
@@ -50,8 +52,3 @@ def check_missing(dist, value, name: str = "value"):
             f"{type(dist).__name__}(..., mask=...) (False where missing; NaN placeholders "
             "are then ignored)"
         )
-
-
-def concrete(x):
-    """``np.asarray(x)``, or None for a traced value (value checks then skip)."""
-    return np.asarray(x) if x is not None and not_jax_tracer(x) else None

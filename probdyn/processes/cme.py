@@ -45,7 +45,7 @@ from numpyro.distributions import Distribution, constraints
 
 from probdyn.kernels import cme as K_
 from probdyn.processes._checks import concrete as _concrete
-from probdyn.processes.reaction import ReactionNetwork
+from probdyn.processes.reaction_network import ReactionNetwork
 
 __all__ = ["CMEObservations"]
 
@@ -182,7 +182,7 @@ class CMEObservations(Distribution):
             )
         self.max_counts = tuple(int(v) for v in m)
         grid = tuple(v + 1 for v in self.max_counts)
-        self.rates = network._rates(rates)
+        self.rates = network.network.check_rates(rates)
         times = jnp.asarray(times)
         if times.ndim != 1 or times.shape[0] < 1:
             raise ValueError(f"times must have shape (T,) with T >= 1; got {times.shape}")
@@ -258,12 +258,11 @@ class CMEObservations(Distribution):
 
     def _kernel_kw(self):
         return dict(
-            stoichiometry=self.network.stoichiometry,
+            stoichiometry=self.network.network,
             max_counts=self.max_counts,
             t0=self.t0,
             tol=self.tol,
             max_terms=self.max_terms,
-            **self.network._kernel_kw(),
         )
 
     def _obs_log_probs(self, y):

@@ -11,6 +11,7 @@ from numpyro.distributions.util import lazy_property
 from numpyro.util import not_jax_tracer
 
 from probdyn.kernels import hmm as K_
+from probdyn.processes._batch import map_flat as _vmap_flat
 from probdyn.processes._checks import check_missing as _check_missing
 from probdyn.processes._checks import validate_sample as _validate_sample
 
@@ -25,20 +26,6 @@ def _resolve_parallel(parallel, num_timesteps):
         # the O(log T) levels in parallel (GPU/TPU). On CPU the sequential scan is faster.
         return jax.default_backend() != "cpu" and num_timesteps >= 256
     return bool(parallel)
-
-
-def _vmap_flat(fn, args, batch):
-    """Apply ``fn`` to each row of the flattened batch ``args``; reshape to ``batch``.
-
-    A single sequence is passed straight to the kernel: under ``vmap`` the kernels'
-    underflow fallback (a ``lax.cond``) would become a select that always runs both
-    branches.
-    """
-    if int(np.prod(batch)) == 1:
-        out = fn(jax.tree.map(lambda x: x[0], args))
-        return jax.tree.map(lambda x: x.reshape(batch + x.shape), out)
-    out = jax.vmap(fn)(args)
-    return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
 class DiscreteHMM(Distribution):

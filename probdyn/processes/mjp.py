@@ -393,7 +393,7 @@ class MarkovJumpProcess(Distribution):
 
         args = [self.generator, self.initial_probs, d.states, d.times.astype(dtype), d.num_jumps]
         # always vmap: the kernel's concrete checks would reject NaN-marked paths
-        lp = flat_map(one, args, [2, 1, 1, 1, 0], batch, always_vmap=True)
+        lp = flat_map(one, args, [2, 1, 1, 1, 0], batch, direct="never")
         return jnp.where(jnp.broadcast_to(d.overflow, batch), jnp.nan, lp)
 
     def sample(self, key: jax.Array, sample_shape: tuple[int, ...] = ()) -> jax.Array:

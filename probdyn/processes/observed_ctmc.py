@@ -386,5 +386,5 @@ class ObservedCTMC(Distribution):
             t0 = t0 if has_t0 else None
             return sample_bridged_path(k, Q, pi, times, z, t0=t0, **opts)
 
-        value, overflow = flat_map(fn, args, [keys.ndim - 1, 2, 1, 1, 0, 1], full, always_vmap=True)
+        value, overflow = flat_map(fn, args, [keys.ndim - 1, 2, 1, 1, 0, 1], full, direct="never")
         return ObservedCTMCPath(value, z, overflow)

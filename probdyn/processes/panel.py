@@ -40,9 +40,11 @@ from jax import lax
 from jax.typing import ArrayLike
 from numpyro.distributions import Distribution, constraints
 
+from probdyn.kernels._checks import check_generator as _check_generator
+from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels._checks import safe_log as _safe_log
 from probdyn.kernels.ctmc import check_generator, transition_matrices
 from probdyn.kernels.hmm import hmm_sample_states
-from probdyn.processes._ctmc import concrete as _concrete
 from probdyn.processes._ctmc import float_array as _float
 from probdyn.processes.covariates import generator_from_log_rates
 
@@ -52,10 +54,6 @@ __all__ = ["PanelCTMC", "generator_from_log_rates", "SNAPSHOT", "EXACT_TRANSITIO
 SNAPSHOT, EXACT_TRANSITION, DEATH = 1, 2, 3
 _OBS_TYPES = (SNAPSHOT, EXACT_TRANSITION, DEATH)
 _METHODS = ("auto", "pade", "eigh", "uniformization")
-
-
-def _safe_log(x):
-    return jnp.log(jnp.where(x > 0, x, 1.0)) + jnp.where(x > 0, 0.0, -jnp.inf)
 
 
 def _nonzero(x):
@@ -75,28 +73,7 @@ def _check_generators(Q, N):
             f"generator must have shape (K, K) or (N, K, K) with N={N} subjects (from times); "
             f"got {Q.shape}"
         )
-    q = _concrete(Q)
-    if q is not None:
-        K = q.shape[-1]
-        if not np.all(np.isfinite(q)):
-            n = int(np.argwhere(~np.isfinite(q))[0, 0])
-            raise ValueError(f"generator must be finite; generator[{n}] has NaN or inf entries")
-        off = ~np.eye(K, dtype=bool)
-        neg = (q < 0) & off
-        if neg.any():
-            n, i, j = np.argwhere(neg)[0]
-            raise ValueError(
-                f"generator off-diagonal rates must be >= 0; got generator[{n}, {i}, {j}] = "
-                f"{q[n, i, j]}"
-            )
-        rows = q.sum(-1)
-        tol = 100 * K * np.finfo(q.dtype).eps * np.maximum(np.abs(q).max((1, 2)), 1e-30)
-        bad = np.abs(rows) > tol[:, None]
-        if bad.any():
-            n, i = np.argwhere(bad)[0]
-            raise ValueError(
-                f"generator rows must sum to zero; row {i} of generator[{n}] sums to {rows[n, i]}"
-            )
+    _check_generator(Q)
     return Q
 
 

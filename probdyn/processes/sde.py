@@ -34,7 +34,9 @@ from numpyro.distributions import Distribution, constraints
 
 from probdyn.kernels import kalman as KL
 from probdyn.kernels import sde as K_
+from probdyn.kernels._checks import check_substeps, check_time_grid
 from probdyn.kernels.kalman import KalmanFilterResult, KalmanSmootherResult
+from probdyn.processes._batch import flat_map
 from probdyn.processes._checks import concrete as _concrete
 from probdyn.processes._checks import validate_sample as _validate_sample
 
@@ -45,21 +47,6 @@ __all__ = [
     "SDEPath",
     "sde_path",
 ]
-
-
-def _flat_vmap(fn, args, batch, event_ndims):
-    """``vmap`` ``fn`` over the leading ``batch`` axes of ``args`` (arrays with
-    ``event_ndims`` trailing event axes each, broadcast to the batch), flattened to one."""
-    if not batch:  # no size-1 vmap: it makes XLA's reductions ~3x slower (bench/sde.py)
-        pairs = zip(args, event_ndims, strict=True)
-        return fn(*(jnp.reshape(a, a.shape[a.ndim - ne :]) for a, ne in pairs))
-    n = int(np.prod(batch))
-    flat = []
-    for a, ne in zip(args, event_ndims, strict=True):
-        ev = a.shape[a.ndim - ne :]
-        flat.append(jnp.broadcast_to(a, batch + ev).reshape((n,) + ev))
-    out = jax.vmap(fn)(*flat)
-    return jax.tree.map(lambda x: x.reshape(batch + x.shape[1:]), out)
 
 
 def _initial_dim(initial, name="initial"):
@@ -137,8 +124,8 @@ class SDEPath(Distribution):
                 f"{solver!r}; use sde_path(...) for other solvers"
             )
         K_._get_solver(solver, sde)
-        times = K_._check_times(times)
-        substeps = K_._check_substeps(substeps)
+        times = check_time_grid(times)
+        substeps = check_substeps(substeps)
         D, batch_shape = _initial_dim(initial)
         if not isinstance(initial, Distribution):
             initial = jnp.asarray(initial)
@@ -166,7 +153,7 @@ class SDEPath(Distribution):
         def one(path):
             return K_.path_log_prob(self.sde, path, grid, self.params, solver=self.solver)
 
-        lp = _flat_vmap(one, (value,), batch, (2,))
+        lp = flat_map(one, (value,), (2,), batch, direct="scalar")
         if isinstance(self.initial, Distribution):
             lp = lp + self.initial.log_prob(value[..., 0, :])
         return lp
@@ -193,7 +180,7 @@ class SDEPath(Distribution):
                 save_substeps=True,
             )
 
-        return _flat_vmap(one, (keys, y0), shape, (1, 1))
+        return flat_map(one, (keys, y0), (1, 1), shape, direct="scalar")
 
 
 def sde_path(
@@ -240,8 +227,8 @@ def sde_path(
     -------
     Array, shape (..., T, D), or (..., (T-1) * substeps + 1, D) with ``save_substeps``
     """
-    times = K_._check_times(times)
-    substeps = K_._check_substeps(substeps)
+    times = check_time_grid(times)
+    substeps = check_substeps(substeps)
     D, _ = _initial_dim(initial)
     if isinstance(initial, Distribution):
         y0 = numpyro.sample(f"{name}_init", initial)
@@ -269,7 +256,7 @@ def sde_path(
             save_substeps=save_substeps,
         )
 
-    path = _flat_vmap(one, (y0, z), batch, (1, 2)) if batch else one(y0, z)
+    path = flat_map(one, (y0, z), (1, 2), batch, direct="scalar") if batch else one(y0, z)
     _warn_nonfinite(name, sde, path)
     time_dim = "time" if path.shape[-2] == times.shape[0] else f"{name}_step"
     _deterministic(name, path, event_dims=[time_dim, f"{name}_state"])
@@ -407,7 +394,7 @@ class LinearSDE(Distribution):
             raise ValueError(
                 f"obs_cov must have shape (obs_dim, obs_dim) = ({O}, {O}); got {R.shape}"
             )
-        times = K_._check_times(times).astype(dtype)
+        times = check_time_grid(times).astype(dtype)
         self.stationary = initial_cov is None
         if initial_mean is None:
             initial_mean = jnp.linalg.solve(A, -b)
