@@ -215,6 +215,30 @@ def _trans_xs(A):
     return A if A.ndim == 3 else None
 
 
+#: Largest number of states for which the per-step products of the sequential scans are
+#: written as a broadcast multiply-and-sum instead of a dot (static: K is a shape).
+SMALL_K = 8
+
+
+def _vecmat(alpha, A):
+    """``alpha @ A`` for one step, (K,) x (K, K) -> (K,).
+
+    For K <= :data:`SMALL_K` a broadcast multiply-and-sum: XLA:CPU lowers a tiny dot
+    inside a ``while`` loop to a library call whose fixed cost dominates at small K, while
+    the elementwise form fuses with the rest of the step.
+    """
+    if A.shape[-1] <= SMALL_K:
+        return jnp.sum(alpha[:, None] * A, axis=0)
+    return alpha @ A
+
+
+def _matvec(A, v):
+    """``A @ v`` for one step, (K, K) x (K,) -> (K,); see :func:`_vecmat`."""
+    if A.shape[-1] <= SMALL_K:
+        return jnp.sum(A * v[None, :], axis=1)
+    return A @ v
+
+
 def _apply_keep(keep_t, new, old):
     return new if keep_t is None else jnp.where(keep_t, new, old)
 
@@ -227,34 +251,48 @@ _safe_log = _L.safe_log
 # --------------------------------------------------------------------------------------
 
 
+def _condition(pred, B_t, m_t):
+    """Condition a prediction on one scaled emission: (filtered (K,), log normaliser ())."""
+    a = pred * B_t
+    c = jnp.sum(a)
+    return a / c, jnp.log(c) + m_t
+
+
+def _forward_step(A, alpha, xs):
+    """One scaled forward step from ``alpha_{t-1}``; ``xs = (A_t or None, B_t, m_t, keep_t)``."""
+    A_t, B_t, m_t, keep_t = xs
+    At = A if A_t is None else A_t
+    pred = _apply_keep(keep_t, _vecmat(alpha, At), alpha)
+    return _condition(pred, B_t, m_t)
+
+
+def _backward_step(A, beta, xs):
+    """One backward step from ``beta_{t+1}`` (max 1); ``xs = (A_t or None, B_{t+1}, keep_t)``."""
+    A_t, B_t, keep_t = xs
+    At = A if A_t is None else A_t
+    v = B_t * beta
+    u = _apply_keep(keep_t, _matvec(At, v), v)
+    return u / jnp.max(u)
+
+
 def _forward_seq(pi, A, ll, keep):
     """Scaled forward pass. Returns filtered (T,K), predicted (T,K), log normalisers (T,).
 
     The loop stores only the filtered vector and its log normaliser; the predictions are
     one batched product after the loop.
     """
-    A_xs = _trans_xs(A)
     B, mB = _scaled_emissions(ll)
-
-    def condition(pred, inputs):
-        B_t, m_t = inputs
-        a = pred * B_t
-        c = jnp.sum(a)
-        return a / c, jnp.log(c) + m_t
-
-    em = (B, mB)
-    first = jax.tree.map(lambda x: x[0], em)
-    rest = jax.tree.map(lambda x: x[1:], em)
-    alpha0, lc0 = condition(pi, first)
+    alpha0, lc0 = _condition(pi, B[0], mB[0])
 
     def step(alpha, xs):
-        A_t, em_t, keep_t = xs
-        At = A if A_t is None else A_t
-        pred = _apply_keep(keep_t, alpha @ At, alpha)
-        alpha_new, lc = condition(pred, em_t)
+        alpha_new, lc = _forward_step(A, alpha, xs)
         return alpha_new, (alpha_new, lc)
 
-    _, (alphas, lcs) = lax.scan(step, alpha0, (A_xs, rest, keep))
+    _, (alphas, lcs) = lax.scan(step, alpha0, (_trans_xs(A), B[1:], mB[1:], keep))
+    return _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs)
+
+
+def _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs):
     alphas = jnp.concatenate([alpha0[None], alphas])
     lcs = jnp.concatenate([lc0[None], lcs])
     return alphas, _predictions(pi, A, alphas, keep), lcs
@@ -280,30 +318,60 @@ def _backward_seq(A, ll, keep):
     ``vs`` and ``ns`` are recomputed after it as batched products.
     """
     T, K = ll.shape
+    if T == 1:
+        return _backward_finish(A, ll, keep, None)
+    em, _ = _scaled_emissions(ll)
+
+    def step(beta, xs):
+        beta_new = _backward_step(A, beta, xs)
+        return beta_new, beta_new
+
+    ones = jnp.ones((K,), ll.dtype)
+    _, betas = lax.scan(step, ones, (_trans_xs(A), em[1:], keep), reverse=True)
+    return _backward_finish(A, ll, keep, betas)
+
+
+def _backward_finish(A, ll, keep, betas):
+    """(betas, vs, ns) of :func:`_backward_seq` from the scan's messages (T-1, K)."""
+    T, K = ll.shape
     ones = jnp.ones((K,), ll.dtype)
     if T == 1:
         return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
-    em, _ = _scaled_emissions(ll)
-    em = em[1:]
-
-    def weight(beta, B_t):
-        return B_t * beta
-
-    def step(beta, xs):
-        A_t, em_t, keep_t = xs
-        At = A if A_t is None else A_t
-        v = weight(beta, em_t)
-        u = _apply_keep(keep_t, At @ v, v)
-        beta_new = u / jnp.max(u)
-        return beta_new, beta_new
-
-    _, betas = lax.scan(step, ones, (_trans_xs(A), em, keep), reverse=True)
+    em = _scaled_emissions(ll)[0][1:]
     betas = jnp.concatenate([betas, ones[None]])
-    vs = weight(betas[1:], em)
+    vs = em * betas[1:]
     u = vs @ A.T if A.ndim == 2 else jnp.einsum("tij,tj->ti", A, vs)
     if keep is not None:
         u = jnp.where(keep[:, None], u, vs)
     return betas, vs, jnp.max(u, axis=-1)
+
+
+def _forward_backward_seq(pi, A, ll, keep):
+    """:func:`_forward_seq` and :func:`_backward_seq` in one ``lax.scan``.
+
+    The backward messages do not depend on the forward ones, so step ``i`` of one loop
+    advances the forward pass to ``t = i + 1`` and the backward pass to ``t = T - 2 - i``:
+    half the loop iterations, whose fixed cost dominates at small K on CPU.
+    """
+    T, K = ll.shape
+    if T == 1:
+        return _forward_seq(pi, A, ll, keep), _backward_seq(A, ll, keep)
+    B, mB = _scaled_emissions(ll)
+    alpha0, lc0 = _condition(pi, B[0], mB[0])
+    A_xs = _trans_xs(A)
+    fwd_xs = (A_xs, B[1:], mB[1:], keep)
+    bwd_xs = jax.tree.map(lambda x: x[::-1], (A_xs, B[1:], keep))
+
+    def step(carry, xs):
+        alpha, beta = carry
+        alpha_new, lc = _forward_step(A, alpha, xs[0])
+        beta_new = _backward_step(A, beta, xs[1])
+        return (alpha_new, beta_new), (alpha_new, lc, beta_new)
+
+    ones = jnp.ones((K,), ll.dtype)
+    _, (alphas, lcs, betas_rev) = lax.scan(step, (alpha0, ones), (fwd_xs, bwd_xs))
+    fwd = _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs)
+    return fwd, _backward_finish(A, ll, keep, betas_rev[::-1])
 
 
 # --------------------------------------------------------------------------------------
@@ -452,8 +520,13 @@ def _backward(A, ll, keep, parallel, robust=None):
 def _fast_posterior(pi, A, ll, keep, parallel):
     """Forward-backward quantities shared by smoothing, two-slice marginals and gradients,
     and one flag for whether all of them are accurate."""
-    (alphas, preds, lcs), ok_f, c = _fast_forward(pi, A, ll, keep, parallel)
-    (betas, vs, ns), ok_b = _fast_backward(A, ll, keep, parallel)
+    if parallel:
+        (alphas, preds, lcs), ok_f, c = _fast_forward(pi, A, ll, keep, parallel)
+        (betas, vs, ns), ok_b = _fast_backward(A, ll, keep, parallel)
+    else:
+        (alphas, preds, lcs), (betas, vs, ns) = _forward_backward_seq(pi, A, ll, keep)
+        ok_f, c = _P.forward_ok(pi, A, ll, keep, alphas, preds, lcs, False)
+        ok_b = _P.backward_ok(A, ll, keep, betas, ns)
     g = alphas * betas
     gsum = jnp.sum(g, axis=-1)
     smoothed = g / gsum[:, None]
