@@ -36,9 +36,15 @@ forward-backward pass,
 evaluated without dividing by A or pi (so structural zeros are safe). Forward and reverse
 mode, and higher derivatives, all work.
 
-Parallel-in-time versions use :func:`jax.lax.associative_scan` over (K, K) matrix
-products (O(T K^3) work, O(log T) depth), after Särkkä & García-Fernández (2021),
-"Temporal parallelization of Bayesian smoothers".
+Parallel-in-time versions (``parallel=True``) use :func:`jax.lax.associative_scan` over
+(K, K) matrix products (O(T K^3) work, O(log T) depth), after Särkkä & García-Fernández
+(2021), "Temporal parallelization of Bayesian smoothers"; they live in
+:mod:`probdyn.kernels.hmm_parallel` and fill the same result NamedTuples.
+
+On CPU the sequential passes are bound by the fixed cost of a loop iteration at small K:
+for K <= ``SMALL_K`` (8) the per-step products are a broadcast multiply-and-sum rather
+than a dot, and the posterior and gradient run the forward and the backward pass in one
+``lax.scan`` (the backward messages do not depend on the forward ones).
 
 References
 ----------
@@ -48,8 +54,6 @@ recognition", Proc. IEEE 77(2), 1989.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from functools import partial
 from typing import NamedTuple
 
@@ -61,7 +65,12 @@ from jax.typing import ArrayLike
 
 from probdyn.kernels import _hmm_log as _L
 from probdyn.kernels import _hmm_precision as _P
-from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels import hmm_parallel as _par
+from probdyn.kernels._hmm_inputs import apply_keep as _apply_keep
+from probdyn.kernels._hmm_inputs import compiled as _compiled
+from probdyn.kernels._hmm_inputs import prepare as _prepare
+from probdyn.kernels._hmm_inputs import scaled_emissions as _scaled_emissions
+from probdyn.kernels._hmm_inputs import trans_xs as _trans_xs
 
 Array = jax.Array
 
@@ -117,104 +126,6 @@ class HMMPosterior(NamedTuple):
     smoothed_probs: Array
 
 
-# --------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------
-
-
-def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
-    """Check static shapes; zero masked/padded emissions; build the keep flags.
-
-    Returns ``(pi, A, ll, keep)`` where ``keep`` is ``None`` or a (T-1,) bool array that is
-    False for transitions past ``length`` (those steps act as the identity, so the chain
-    is frozen after the end of the sequence).
-    """
-    pi = jnp.asarray(initial_probs)
-    A = jnp.asarray(transition_matrix)
-    ll = jnp.asarray(log_likelihoods)
-    if ll.ndim != 2:
-        raise ValueError(
-            f"log_likelihoods must have shape (num_timesteps, num_states); got {ll.shape}"
-        )
-    T, K = ll.shape
-    if T < 1:
-        raise ValueError("log_likelihoods must have at least one time step")
-    if pi.shape != (K,):
-        raise ValueError(
-            f"initial_probs must have shape ({K},) to match log_likelihoods; got {pi.shape}"
-        )
-    if A.shape not in ((K, K), (T - 1, K, K)):
-        raise ValueError(
-            f"transition_matrix must have shape ({K}, {K}) or ({T - 1}, {K}, {K}); got {A.shape}"
-        )
-    dtype = jnp.result_type(pi.dtype, A.dtype, ll.dtype, jnp.float32)
-    pi, A, ll = pi.astype(dtype), A.astype(dtype), ll.astype(dtype)
-    keep = None
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        if mask.shape != (T,):
-            raise ValueError(f"mask must have shape ({T},); got {mask.shape}")
-        ll = jnp.where(mask[:, None], ll, 0.0)
-    if length is not None:
-        length = jnp.asarray(length)
-        if length.ndim != 0:
-            raise ValueError(f"length must be a scalar per sequence; got shape {length.shape}")
-        _check_length(length, T)
-        t = jnp.arange(T)
-        # a traced length outside [1, T] gives NaN (it cannot raise)
-        bad = ~((length >= 1) & (length <= T))
-        ll = jnp.where((t < length)[:, None], ll, 0.0) + jnp.where(bad, jnp.nan, 0.0)
-        keep = t[1:] < length
-    return pi, A, ll, keep
-
-
-def _check_length(length, T):
-    """Raise for a concrete ``length`` outside [1, T] (a traced one gives NaN later)."""
-    c = _concrete(length)
-    if c is not None and not (np.issubdtype(c.dtype, np.integer) and 1 <= c <= T):
-        raise ValueError(f"length must be an integer in [1, {T}]; got {c!r}")
-
-
-def _compiled(*static_argnames):
-    """Run a public function as one compiled program.
-
-    Called eagerly, the body would otherwise run op by op, and JAX compiles every distinct
-    operation on its own (a smoother on a 10-step sequence costs about a hundred small
-    compilations, several seconds); compiled whole, it is one program, cached for the
-    next call with the same shapes. Under an outer ``jit``/``vmap``/``grad`` the inner
-    ``jit`` is inlined. Checks that need a concrete ``length`` run before compiling, so
-    invalid input still raises eagerly.
-    """
-
-    def decorate(fn):
-        jitted = jax.jit(fn, static_argnames=static_argnames)
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs).arguments
-            length, ll = bound.get("length"), bound.get("log_likelihoods")
-            if length is not None and np.ndim(length) == 0 and ll is not None and np.ndim(ll) == 2:
-                _check_length(jnp.asarray(length), np.shape(ll)[0])
-            return jitted(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
-def _scaled_emissions(ll):
-    """B[t] = exp(ll[t] - m[t]) with m[t] = max_k ll[t, k] (0 where all are -inf)."""
-    m = jnp.max(ll, axis=-1)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return jnp.exp(ll - m[:, None]), m
-
-
-def _trans_xs(A):
-    """Per-step transition inputs for scans: None for homogeneous A."""
-    return A if A.ndim == 3 else None
-
-
 #: Largest number of states for which the per-step products of the sequential scans are
 #: written as a broadcast multiply-and-sum instead of a dot (static: K is a shape).
 SMALL_K = 8
@@ -237,10 +148,6 @@ def _matvec(A, v):
     if A.shape[-1] <= SMALL_K:
         return jnp.sum(A * v[None, :], axis=1)
     return A @ v
-
-
-def _apply_keep(keep_t, new, old):
-    return new if keep_t is None else jnp.where(keep_t, new, old)
 
 
 _safe_log = _L.safe_log
@@ -375,88 +282,6 @@ def _forward_backward_seq(pi, A, ll, keep):
 
 
 # --------------------------------------------------------------------------------------
-# parallel (associative scan) forward / backward
-# --------------------------------------------------------------------------------------
-
-
-def _normalise_mat(M, s):
-    n = jnp.max(M, axis=(-2, -1))
-    n = jnp.where(n > 0, n, 1.0)
-    return M / n[..., None, None], s + jnp.log(n)
-
-
-def _parallel_elements(pi, A, ll, keep):
-    """Elements E_t = A_{t-1} diag(B_t) (E_0 = 1 pi^T diag(B_0)), max-normalised."""
-    T, K = ll.shape
-    B, m = _scaled_emissions(ll)
-    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
-    if keep is not None:
-        As = jnp.where(keep[:, None, None], As, jnp.eye(K, dtype=As.dtype))
-    E0 = jnp.broadcast_to(pi * B[0], (K, K))
-    E = jnp.concatenate([E0[None], As * B[1:, None, :]])
-    return _normalise_mat(E, m)
-
-
-def _compose(x, y):
-    """(E1, s1) then (E2, s2): matrix product with a running log scale.
-
-    For K <= 8 a broadcast multiply-and-sum beats XLA's batched matmul on CPU (about 7x
-    at K = 4, T = 100,000); for larger K the matmul wins.
-    """
-    a, b = x[0], y[0]
-    if a.shape[-1] <= 8:
-        M = jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
-    else:
-        M = a @ b
-    return _normalise_mat(M, x[1] + y[1])
-
-
-def _forward_par(pi, A, ll, keep):
-    T = ll.shape[0]
-    E, s = _parallel_elements(pi, A, ll, keep)
-    P, S = lax.associative_scan(_compose, (E, s))
-    rows = P[:, 0, :]
-    tot = jnp.sum(rows, axis=-1)
-    alphas = rows / tot[:, None]
-    log_z = S + jnp.log(tot)  # log p(y_{0:t})
-    lcs = jnp.concatenate([log_z[:1], jnp.diff(log_z)])
-    if T > 1:
-        As = A if A.ndim == 3 else A[None]
-        preds_rest = jnp.einsum(
-            "ti,tij->tj", alphas[:-1], jnp.broadcast_to(As, (T - 1,) + A.shape[-2:])
-        )
-        if keep is not None:
-            preds_rest = jnp.where(keep[:, None], preds_rest, alphas[:-1])
-        preds = jnp.concatenate([pi[None], preds_rest])
-    else:
-        preds = pi[None]
-    return alphas, preds, lcs
-
-
-def _backward_par(A, ll, keep):
-    T, K = ll.shape
-    ones = jnp.ones((K,), ll.dtype)
-    if T == 1:
-        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype), None
-    B, m = _scaled_emissions(ll)
-    dummy_pi = jnp.full((K,), 1.0 / K, ll.dtype)
-    E, s = _parallel_elements(dummy_pi, A, ll, keep)
-    # suffix products Q_t = E_t E_{t+1} ... E_{T-1}; for t >= 1 beta_{t-1} ∝ Q_t 1.
-    Q, _ = lax.associative_scan(lambda a, b: _compose(b, a), (E[1:], s[1:]), reverse=True)
-    q = jnp.sum(Q, axis=-1)  # (T-1, K)
-    betas_head = q / jnp.max(q, axis=-1, keepdims=True)
-    betas = jnp.concatenate([betas_head, ones[None]])
-    vs = B[1:] * betas[1:]
-    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
-    u = jnp.einsum("tij,tj->ti", As, vs)
-    if keep is not None:
-        u = jnp.where(keep[:, None], u, vs)
-    ns = jnp.max(u, axis=-1)
-    betas = jnp.concatenate([u / ns[:, None], ones[None]])
-    return betas, vs, ns, betas_head
-
-
-# --------------------------------------------------------------------------------------
 # dispatch with underflow fallback
 # --------------------------------------------------------------------------------------
 
@@ -474,7 +299,7 @@ def _with_fallback(robust, fast_fn, log_fn):
 
 def _fast_forward(pi, A, ll, keep, parallel):
     """Scaled forward pass, its precision flag and step normalisers."""
-    out = _forward_par(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep)
+    out = _par.forward(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep)
     ok, c = _P.forward_ok(pi, A, ll, keep, *out, parallel)
     return out, ok, c
 
@@ -503,7 +328,7 @@ def _log_filtered(pi, A, ll, keep, parallel, robust=None):
 
 def _fast_backward(A, ll, keep, parallel):
     if parallel:
-        betas, vs, ns, head = _backward_par(A, ll, keep)
+        betas, vs, ns, head = _par.backward(A, ll, keep)
     else:
         (betas, vs, ns), head = _backward_seq(A, ll, keep), None
     return (betas, vs, ns), _P.backward_ok(A, ll, keep, betas, ns, head)
