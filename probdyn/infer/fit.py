@@ -230,8 +230,8 @@ def fit(
     log_likelihood : bool
         Add the pointwise ``log_likelihood`` group (default True: :func:`arviz.loo`,
         :func:`arviz.compare` and :func:`probdyn.report.lfo` need it). It is one
-        compiled replay of the model over all draws, in chunks of bounded memory
-        (:func:`probdyn.report.pointwise_log_likelihood`), and holds
+        compiled replay of the model over all draws, in chunks of at most 64 KiB of
+        terms (:func:`probdyn.report.pointwise_log_likelihood`), and holds
         ``num_chains * num_draws`` terms per observation: 400 MB of float32 for 10,000
         draws of 10,000 observations. False skips it.
     prior : bool or int

@@ -118,8 +118,12 @@ def pointwise_log_likelihood(
     batch_ndims : int
         Number of leading sample axes (2 for ``(chain, draw)``).
     max_chunk_bytes : int, optional
-        Bound on the bytes of one chunk's output (default 64 MiB): at 10,000 float32
-        terms per draw, chunks of 1,677 draws. The whole result is held in memory anyway.
+        Bound on the bytes of one chunk's output (default 64 KiB: one draw at a time for
+        a model with 10,000 float32 terms per draw, 163 draws for one with 100), chunks
+        sized evenly so that little is padded. Small chunks are deliberate: on CPU,
+        vmapping 417 draws of a 10,000-observation logistic regression took 1.6 s of
+        CPU against 0.9 s one draw at a time (both compiled; 1.1 s for NumPyro's
+        ``log_likelihood``), while small models gain from batching many draws.
 
     Returns
     -------
@@ -203,12 +207,15 @@ def pointwise_log_likelihood(
         one, data = replay([False] * len(leaves))
         shapes = jax.eval_shape(one, draw, data)
     per_draw = sum(int(np.prod(o.shape)) * o.dtype.itemsize for o in jax.tree.leaves(shapes))
-    chunk = max(1, (max_chunk_bytes or _MAX_CHUNK_BYTES) // max(per_draw, 1))
+    num_draws = int(np.prod(next(iter(jax.tree.leaves(samples))).shape[:batch_ndims]))
+    most = max(1, (max_chunk_bytes or _MAX_CHUNK_BYTES) // max(per_draw, 1))
+    num_chunks = -(-num_draws // most)
+    chunk = -(-num_draws // num_chunks)  # as even as possible: little padding
     return _mapped(one, batch_ndims, chunk)(samples, data)
 
 
 #: Default bound on the bytes of one chunk's output in :func:`pointwise_log_likelihood`.
-_MAX_CHUNK_BYTES = 64 * 2**20
+_MAX_CHUNK_BYTES = 64 * 2**10
 
 
 def _dtype(x):
