@@ -488,7 +488,7 @@ def bench_nuts(T, num_warmup, num_samples, names, seed=0, rounds=2):
     res = {}
     for name, rs in runs.items():
         res[name] = {
-            k: (statistics.median(x[k] for x in rs) if isinstance(v, int | float) else v)
+            k: (type(v)(statistics.median(x[k] for x in rs)) if isinstance(v, int | float) else v)
             for k, v in rs[0].items()
         }
         res[name]["rounds"] = rs
@@ -526,6 +526,12 @@ def nuts_table(res, T, num_warmup, num_samples):
                 c += f" ({res[n][key] / ref[key]:.2f}×)"
             cells.append(c)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for n in names:
+        per_round = ", ".join(
+            f"{x['ess_per_s']:.0f} ESS/s ({x['min_bulk_ess']:.0f} ESS in {x['sample_s']:.2f} s)"
+            for x in res[n]["rounds"]
+        )
+        rows.append(f"\n{NUTS_MODELS[n][0]}, per round: {per_round}")
     r = res["ours"]["ess_per_s"] / ref["ess_per_s"]
     if min(v["min_bulk_ess"] for v in res.values()) < 100:
         rows.append("\nmin bulk-ESS < 100: too few draws for a meaningful ratio (e.g. --quick).")
