@@ -21,17 +21,21 @@ Peers
 
 Timing
     ``jax.jit`` programs are compiled ahead of time (``.lower().compile()``, reported as the
-    compile time), called once to warm up, then timed ``--repeats`` times with
-    ``block_until_ready``; tables show the minimum. Ratios are peer time / ours (sequential),
-    measured in the same run. Cells whose predicted run time exceeds ``--guard-s`` or whose
-    compiled program needs more than ``--max-mem-gb`` of scratch memory are skipped with the
-    reason.
+    compile time) and called once to warm up; then the ``--repeats`` timed calls go round
+    robin over every (method, value/grad) cell of a size (``bench/_common.py``), so all see
+    the same machine load. Tables show the minimum process CPU time (``time.process_time``;
+    wall times are kept in ``--out``). Ratios are peer time / ours (sequential), measured in
+    the same run. Cells whose predicted run time exceeds ``--guard-s`` or whose compiled
+    program needs more than ``--max-mem-gb`` of scratch memory are skipped with the reason.
 
 NUTS
     A 3-state Poisson HMM (ordered rates, Dirichlet transition rows, uniform initial
     distribution), T = 500 synthetic observations, one chain, same seeds for both models.
     The NUTS transition is compiled once and run in chunks; sampling time excludes compilation.
-    Reported: min bulk-ESS over all parameter entries (arviz) per second of sampling.
+    Every model is first run once untimed (a short chain: JAX's one-time start-up costs
+    would otherwise land on whichever model runs first), then ``--nuts-rounds`` full runs of
+    each, interleaved. Reported: min bulk-ESS over all parameter entries (arviz) per second
+    of sampling, median over rounds.
 
 Run ``python bench/hmm.py`` (``make bench``); ``--quick`` is a smoke test (< 2 min).
 """
@@ -40,10 +44,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
 import json
 import math
-import platform
 import statistics
 import sys
 import time
@@ -52,6 +54,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import interleaved, load_average, versions
 
 _LOG_2PI = math.log(2.0 * math.pi)
 FULL_SIZES = [(k, t) for k in (4, 16, 64) for t in (1_000, 10_000, 100_000)]
@@ -176,42 +179,24 @@ def _block(x):
     return jax.block_until_ready(x)
 
 
-def _time_calls(call, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        _block(call())
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def time_jax(fn, args, repeats, guard_s, max_mem_bytes, predicted_s=None):
-    """Compile ``jax.jit(fn)`` ahead of time, then time it. Returns a result dict."""
+def compile_jax(fn, args, guard_s, max_mem_bytes, predicted_s=None):
+    """Compile ``jax.jit(fn)`` ahead of time. Returns ``(res, call)``: ``res`` holds the
+    compile time (or why the cell is skipped), ``call`` runs it (None when skipped)."""
     if predicted_s is not None and predicted_s > guard_s:
-        return {"skipped": f"predicted {predicted_s:.0f} s > {guard_s:.0f} s"}
+        return {"skipped": f"predicted {predicted_s:.0f} s > {guard_s:.0f} s"}, None
     t0 = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - t0
-    res = {"compile_s": compile_s}
+    res = {"compile_s": time.perf_counter() - t0}
     try:
         mem = compiled.memory_analysis()
         scratch = int(mem.temp_size_in_bytes) + int(mem.output_size_in_bytes)
         res["scratch_gb"] = scratch / 1e9
         if scratch > max_mem_bytes:
             res["skipped"] = f"memory {scratch / 1e9:.1f} GB > {max_mem_bytes / 1e9:.0f} GB"
-            return res
+            return res, None
     except Exception:  # noqa: BLE001 - memory analysis is best-effort
         pass
-    t0 = time.perf_counter()
-    out = _block(compiled(*args))
-    first = time.perf_counter() - t0
-    n = max(1, min(repeats, int(guard_s / max(first, 1e-9))))
-    res.update(_stats(_time_calls(lambda: compiled(*args), n), out))
-    return res
-
-
-def _stats(times, out):
-    return {"min_s": min(times), "median_s": statistics.median(times), "times": times, "out": out}
+    return res, lambda: compiled(*args)
 
 
 def _predict(prev, T):
@@ -223,37 +208,49 @@ def _predict(prev, T):
 
 
 def bench_size(K, T, methods, repeats, guard_s, max_mem_bytes, history):
-    """Time every method's value and value_and_grad at one size. ``history`` feeds the guard."""
+    """Time every method's value and value_and_grad at one size: all compiled and warmed
+    up first, then the timed calls round robin over the cells (``_common.interleaved``),
+    so every method sees the same load. ``history`` feeds the guard."""
     params, y = make_problem(K, T)
-    rows = {}
+    rows, calls = {name: {} for name in methods}, {}
     for name in methods:
-        print(f"  K={K:>3} T={T:>7} {LABELS[name]:<28}", end=" ", flush=True)
-        row = {}
         if name == "hmmlearn":
             pred = _predict(history.get((name, "value", K)), T)
             if pred is not None and pred > guard_s:
-                row["value"] = {"skipped": f"predicted {pred:.0f} s > {guard_s:.0f} s"}
+                rows[name]["value"] = {"skipped": f"predicted {pred:.0f} s > {guard_s:.0f} s"}
             else:
-                call = hmmlearn_scorer(params, y)
-                _time_calls(call, 1)  # warm-up
-                row["value"] = _stats(_time_calls(call, repeats), float(call()))
-            row["grad"] = {"skipped": "n/a (no gradient)"}
-        else:
-            fn = JAX_FNS[name]
-            for kind, f in (("value", fn), ("grad", jax.value_and_grad(fn))):
-                pred = _predict(history.get((name, kind, K)), T)
-                row[kind] = time_jax(f, (params, y), repeats, guard_s, max_mem_bytes, pred)
-        for kind in ("value", "grad"):
-            r = row[kind]
-            if "min_s" in r:
-                history[(name, kind, K)] = (T, r["min_s"])
-            out = r.pop("out", None)
-            if out is not None:
-                r["loglik"] = float(out[0] if kind == "grad" else out)
-        print(" | ".join(_fmt_cell(row[k]) for k in ("value", "grad")), flush=True)
-        rows[name] = row
+                rows[name]["value"], calls[(name, "value")] = {}, hmmlearn_scorer(params, y)
+            rows[name]["grad"] = {"skipped": "n/a (no gradient)"}
+            continue
+        fn = JAX_FNS[name]
+        for kind, f in (("value", fn), ("grad", jax.value_and_grad(fn))):
+            pred = _predict(history.get((name, kind, K)), T)
+            rows[name][kind], call = compile_jax(f, (params, y), guard_s, max_mem_bytes, pred)
+            if call is not None:
+                calls[(name, kind)] = call
+    # fewer repeats where one call is long (the guard bounds a cell's total time)
+    first = {c: timed_once(call) for c, call in calls.items()}
+    n = max(1, min(repeats, int(guard_s / max(max(first.values(), default=0.0), 1e-9))))
+    timings = interleaved(calls, n, warm_up=False)
+    for (name, kind), t in timings.items():
+        r = rows[name][kind]
+        r.update(min_s=min(t["cpu"]), median_s=statistics.median(t["cpu"]), times=t["cpu"])
+        r.update(wall_min_s=min(t["wall"]), wall_median_s=statistics.median(t["wall"]))
+        out = t["out"]
+        r["loglik"] = float(out[0] if kind == "grad" else out)
+        history[(name, kind, K)] = (T, r["min_s"])
+    for name in methods:
+        print(f"  K={K:>3} T={T:>7} {LABELS[name]:<28}", end=" ")
+        print(" | ".join(_fmt_cell(rows[name][k]) for k in ("value", "grad")), flush=True)
     _check_agreement(K, T, rows)
     return rows
+
+
+def timed_once(call):
+    """Wall seconds of one (warm-up) call."""
+    t0 = time.perf_counter()
+    _block(call())
+    return time.perf_counter() - t0
 
 
 def _check_agreement(K, T, rows):
@@ -475,13 +472,26 @@ NUTS_MODELS = {
 }
 
 
-def bench_nuts(T, num_warmup, num_samples, names, seed=0):
+def bench_nuts(T, num_warmup, num_samples, names, seed=0, rounds=2):
+    """Every model once untimed (short run: compilation and JAX's one-time start-up costs),
+    then ``rounds`` full runs of each, interleaved (order alternating per round), the same
+    seed for every model in a round. Reported: the median over rounds of each quantity."""
     y = poisson_data(T, seed)
+    for name in names:  # warm-up: the first model run in a process pays JAX's start-up
+        run_nuts(NUTS_MODELS[name][1], y, 10, 10, seed)
+    runs = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            print(f"  NUTS round {r} {NUTS_MODELS[name][0]} ...", end=" ", flush=True)
+            runs[name].append(run_nuts(NUTS_MODELS[name][1], y, num_warmup, num_samples, seed + r))
+            print(f"{runs[name][-1]['ess_per_s']:.1f} ESS/s", flush=True)
     res = {}
-    for name in names:
-        print(f"  NUTS {NUTS_MODELS[name][0]} ...", end=" ", flush=True)
-        res[name] = run_nuts(NUTS_MODELS[name][1], y, num_warmup, num_samples, seed)
-        print(f"{res[name]['ess_per_s']:.1f} ESS/s", flush=True)
+    for name, rs in runs.items():
+        res[name] = {
+            k: (type(v)(statistics.median(x[k] for x in rs)) if isinstance(v, int | float) else v)
+            for k, v in rs[0].items()
+        }
+        res[name]["rounds"] = rs
     return res
 
 
@@ -490,7 +500,9 @@ def nuts_table(res, T, num_warmup, num_samples):
     ref = res["numpyro_enum"]
     rows = [
         f"\n**NUTS**, 3-state Poisson HMM, T={T}, 1 chain, {num_warmup} warmup + "
-        f"{num_samples} samples; times exclude compilation; ratio = x / numpyro scan+enum\n",
+        f"{num_samples} samples; times exclude compilation; every model warmed up, then "
+        f"{len(res[names[0]]['rounds'])} interleaved rounds, medians shown; ratio = x / "
+        "numpyro scan+enum\n",
         "| | " + " | ".join(NUTS_MODELS[n][0] for n in names) + " |",
         "|---|" + "---:|" * len(names),
     ]
@@ -514,6 +526,12 @@ def nuts_table(res, T, num_warmup, num_samples):
                 c += f" ({res[n][key] / ref[key]:.2f}×)"
             cells.append(c)
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    for n in names:
+        per_round = ", ".join(
+            f"{x['ess_per_s']:.0f} ESS/s ({x['min_bulk_ess']:.0f} ESS in {x['sample_s']:.2f} s)"
+            for x in res[n]["rounds"]
+        )
+        rows.append(f"\n{NUTS_MODELS[n][0]}, per round: {per_round}")
     r = res["ours"]["ess_per_s"] / ref["ess_per_s"]
     if min(v["min_bulk_ess"] for v in res.values()) < 100:
         rows.append("\nmin bulk-ESS < 100: too few draws for a meaningful ratio (e.g. --quick).")
@@ -527,13 +545,7 @@ def nuts_table(res, T, num_warmup, num_samples):
 
 
 def _versions():
-    v = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("jax", "numpyro", "funsor", "dynamax", "hmmlearn", "numpy"):
-        try:
-            v[name] = importlib.import_module(name).__version__
-        except ImportError:
-            v[name] = "not installed"
-    return v | {"backend": jax.default_backend()}
+    return versions(("jax", "numpyro", "funsor", "dynamax", "hmmlearn", "numpy"))
 
 
 def _parse_sizes(text):
@@ -555,6 +567,8 @@ def main(argv=None):
     p.add_argument("--max-mem-gb", type=float, default=4.0, help="skip larger compiled programs")
     p.add_argument("--skip-nuts", action="store_true")
     p.add_argument("--nuts-T", type=int, help="NUTS sequence length (default 500; quick 100)")
+    p.add_argument("--nuts-rounds", type=int, default=2, help="interleaved NUTS rounds")
+    p.add_argument("--nuts-models", help="comma-separated subset of " + ",".join(NUTS_MODELS))
     p.add_argument("--out", help="write all results as JSON here")
     args = p.parse_args(argv)
 
@@ -570,6 +584,7 @@ def main(argv=None):
         methods, args.skip_nuts = [m for m in methods if m != "numpyro_enum"], True
     print(f"# HMM benchmark {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
+    print(f"load average (1, 5, 15 min) at the start: {load_average()}", flush=True)
 
     results, history = {}, {}
     mem = args.max_mem_gb * 1e9
@@ -580,8 +595,11 @@ def main(argv=None):
     if not args.skip_nuts:
         T, nw, ns = (args.nuts_T or 100, 50, 50) if args.quick else (args.nuts_T or 500, 500, 1000)
         names = ["ours", "numpyro_enum"] + ([] if args.quick else ["kernel_factor"])
-        nuts = bench_nuts(T, nw, ns, names)
+        if args.nuts_models:
+            names = [n.strip() for n in args.nuts_models.split(",")]
+        nuts = bench_nuts(T, nw, ns, names, rounds=1 if args.quick else args.nuts_rounds)
         report += "\n" + nuts_table(nuts, T, nw, ns)
+    report += f"\n\nload average (1, 5, 15 min) at the end: {load_average()}"
     print(report)
     if args.out:
         payload = {

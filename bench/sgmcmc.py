@@ -43,7 +43,6 @@ import contextlib
 import datetime
 import importlib
 import json
-import platform
 import statistics
 import sys
 import time
@@ -55,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from _common import load_average, timed, versions
 from jax import lax, random
 from numpyro.infer import MCMC, NUTS
 from numpyro.primitives import Messenger
@@ -72,14 +72,19 @@ QUICK = {
     "gru": {"N": 64, "L": 10, "H": 8, "B": 8, "steps": 100, "thin": 10, "h": 1e-6},
     "nuts": {"N": 200, "D": 5, "warmup": 100, "samples": 100},
 }
-FIT_PHASES = ("_run_mcmc", "log_likelihood", "to_inference_data", "model_dims", "_observed_values")
+FIT_PHASES = (
+    "run_mcmc",
+    "pointwise_log_likelihood",
+    "to_inference_data",
+    "model_dims",
+    "observed_values",
+)
 COMPILE_STEPS = 10  # size of the untimed warm-up fit
 
 
 def _timed(fn, *args):
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(fn(*args))
-    return time.perf_counter() - t0, out
+    wall, _, out = timed(fn, *args)
+    return wall, out
 
 
 _COMPILE_EVENTS = tuple(
@@ -106,12 +111,12 @@ def _fit_phase_timer(totals: dict):
     def wrap(name, fn):
         def timed(*args, **kwargs):
             t0, c0 = time.perf_counter(), _COMPILE_S[0]
-            try:  # NumPyro's log_likelihood returns unfinished (async) arrays: wait for them
+            try:  # the log-likelihood returns unfinished (async) arrays: wait for them
                 out = fn(*args, **kwargs)
-                return jax.block_until_ready(out) if name == "log_likelihood" else out
+                return jax.block_until_ready(out) if name == "pointwise_log_likelihood" else out
             finally:
                 totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
-                if name == "_run_mcmc":
+                if name == "run_mcmc":
                     totals["mcmc_compile"] = _COMPILE_S[0] - c0
 
         return timed
@@ -137,17 +142,17 @@ def _fit_timed(model, args, **kw):
     return total, phases, idata
 
 
-def fit_sgld(model, args, cfg):
+def fit_sgld(model, args, cfg, **extra):
     """``fit(method="sgld")`` as ``run(seed, num_samples) -> (sampling_s, total_s, phases)``;
     ``sampling_s`` is its MCMC phase less the compile time (from ``jax.monitoring``)."""
-    kw = {"method": "sgld", "num_chains": 1, "num_warmup": 0, "step_size": cfg["h"]}
+    kw = {"method": "sgld", "num_chains": 1, "num_warmup": 0, "step_size": cfg["h"], **extra}
 
     def run(seed, num_samples):
         thin = cfg["thin"] if num_samples == cfg["steps"] else 1
         total, ph, _ = _fit_timed(
             model, args, num_samples=num_samples, thinning=thin, seed=seed, **kw
         )
-        return max(ph["_run_mcmc"] - ph["mcmc_compile"], 1e-9), total, ph
+        return max(ph["run_mcmc"] - ph["mcmc_compile"], 1e-9), total, ph
 
     return run
 
@@ -342,6 +347,7 @@ def bench_logreg(cfg, repeats, with_diagnostics=True, warm_up=True):
         "sgmcmcjax": sgmcmcjax_sgld(loglik_one, logprior, data, init, cfg),
     }
     fits = {"fit": fit_sgld(model, data, cfg)}
+    fits["fit_noll"] = fit_sgld(model, data, cfg, log_likelihood=False)
     if with_diagnostics:
         jitted["kernel_scan"] = kernel_scan(model, data, cfg)
         jitted["raw_numpyro_idx"] = raw_sgld(logdensity, data, init, cfg, "numpyro")
@@ -490,6 +496,10 @@ def _sgld_rows(label, res):
          f"{raw_total:.2f}", fit["total_s"] / raw_total, None),
         vs("fit SGLD vs sgmcmcjax (steps/s, compile excluded)", fit, res["sgmcmcjax"]),
     ]  # fmt: skip
+    if "fit_noll" in res:
+        nl = res["fit_noll"]["total_s"]
+        out.append((f"{label}: fit SGLD, log_likelihood=False, vs BlackJAX loop (s, end to end)",
+                    f"{nl:.2f}", f"{raw_total:.2f}", nl / raw_total, None))  # fmt: skip
     diagnostics = (
         ("kernel_scan", "[diag] probdyn SGLD kernel in lax.scan vs BlackJAX loop", None),
         ("fit_iid", "[diag] fit SGLD, i.i.d. indices (proposed fix) vs BlackJAX loop", 1.2),
@@ -507,7 +517,7 @@ def rows(results):
             out += _sgld_rows(label, results[name])
     if "nuts" in results:
         nu = results["nuts"]
-        mcmc = [p["_run_mcmc"] for p in nu["phases_all"]]
+        mcmc = [p["run_mcmc"] for p in nu["phases_all"]]
         out += [
             ("NUTS logistic regression: fit vs numpyro MCMC (s, end to end)",
              f"{nu['ours_s']:.2f}", f"{nu['peer_s']:.2f}",
@@ -551,13 +561,7 @@ def details(results):
 
 
 def _versions():
-    out = {"python": platform.python_version()}
-    for mod in ("jax", "numpyro", "blackjax", "arviz", "probdyn", "sgmcmcjax"):
-        try:
-            out[mod] = importlib.metadata.version(mod)
-        except importlib.metadata.PackageNotFoundError:
-            out[mod] = "not installed"
-    return out
+    return versions(("jax", "numpyro", "blackjax", "arviz", "probdyn", "sgmcmcjax"))
 
 
 def main(argv=None):
@@ -577,6 +581,7 @@ def main(argv=None):
     versions = _versions()
     print(f"# SG-MCMC / fit overhead {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
+    print(f"load average (1, 5, 15 min) at the start: {load_average()}", flush=True)
     results = {}
     if "logreg" in only:
         results["logreg"] = bench_logreg(sizes["logreg"], repeats, diag, not args.quick)
@@ -587,6 +592,7 @@ def main(argv=None):
         results["nuts"] = bench_nuts(sizes["nuts"], nuts_repeats, warm_up=not args.quick)
     print(table(results))
     print(details(results) + f"\n- sgmcmcjax: {_SGMCMCJAX_NOTE[0]}")
+    print(f"- load average (1, 5, 15 min) at the end: {load_average()}")
     if args.out:
         payload = {"versions": versions, "argv": sys.argv[1:], "sizes": sizes, "results": results}
         with open(args.out, "w") as fh:

@@ -195,6 +195,7 @@ def fit(
     seed: int = 0,
     thinning: int = 1,
     predictive: bool = False,
+    log_likelihood: bool = True,
     prior: bool | int = False,
     hidden_states: bool = False,
     dims: Mapping[str, list[str]] | None = None,
@@ -236,6 +237,13 @@ def fit(
         Keep every ``thinning``-th iteration (MCMC; must be 1 for SVI).
     predictive : bool
         Add a ``posterior_predictive`` group (observed sites only).
+    log_likelihood : bool
+        Add the pointwise ``log_likelihood`` group (default True: :func:`arviz.loo`,
+        :func:`arviz.compare` and :func:`probdyn.report.lfo` need it). It is one
+        compiled replay of the model over all draws, in chunks of at most 64 KiB of
+        terms (:func:`probdyn.report.pointwise_log_likelihood`), and holds
+        ``num_chains * num_draws`` terms per observation: 400 MB of float32 for 10,000
+        draws of 10,000 observations. False skips it.
     prior : bool or int
         Add ``prior`` and ``prior_predictive`` groups: ``True`` for ``num_samples`` prior
         draws, an int for that many (one chain, as ``arviz.from_numpyro(prior=...)``;
@@ -342,7 +350,8 @@ def fit(
           Metropolis-Hastings acceptance probability), ``accepted``,
           ``log_likelihood_estimate`` (the stored particle-filter estimate of the current
           draw), ``lp`` (log prior + that estimate, unconstrained) and ``proposal_scale``.
-        - ``log_likelihood``: pointwise log-density of each observed site (event axes
+        - ``log_likelihood`` (unless ``log_likelihood=False``): pointwise log-density of
+          each observed site (event axes
           summed), so :func:`arviz.loo` works; for a sequence site (DiscreteHMM,
           ObservedCTMC, LinearSDE) the one-step-ahead terms
           :math:`\log p(y_t \mid y_{0:t-1}, \theta)` with dim ``"time"``
@@ -441,6 +450,7 @@ def fit(
     # PRNGKey keeps 32 bits of the seed without x64: larger seeds would collide
     seed = check_int("seed", seed, 0, 2**32 - 1)
     predictive = check_bool("predictive", predictive)
+    log_likelihood = check_bool("log_likelihood", log_likelihood)
     hidden_states = check_bool("hidden_states", hidden_states)
     if isinstance(prior, (bool, np.bool_)):
         num_prior = num_samples if prior else 0
@@ -516,6 +526,7 @@ def fit(
             thinning=thinning,
             checkpoint_every=checkpoint_every,
             predictive=bool(predictive),
+            **({} if log_likelihood else {"log_likelihood": False}),
             **({"prior": num_prior} if num_prior else {}),
             **({"hidden_states": True} if hidden_states else {}),
             dims=dims,
@@ -598,7 +609,7 @@ def fit(
 
     latent_draws = {k: jnp.asarray(posterior[k]) for k in latent if k in posterior}
     groups: dict[str, Any] = {"extra_groups": extra_groups}
-    if observed and method != "pmmh":
+    if log_likelihood and observed and method != "pmmh":
         # one-step-ahead terms (time axis last) for sequence sites, log_prob otherwise
         ll = pointwise_log_likelihood(data_model, latent_draws, *args, batch_ndims=2, **kwargs)
         groups["log_likelihood"] = {k: np.asarray(ll[k]) for k in observed if k in ll}

@@ -1,7 +1,7 @@
 """Pure-JAX kernels: the hot loops. Functions of arrays to arrays; no NumPyro here.
 
-- :mod:`probdyn.kernels.hmm`: forward/backward, smoothing, Viterbi, FFBS (sequential and
-  associative-scan).
+- :mod:`probdyn.kernels.hmm`: forward/backward, smoothing, Viterbi, FFBS (sequential, and
+  associative-scan with ``parallel=True``, from :mod:`probdyn.kernels.hmm_parallel`).
 - :mod:`probdyn.kernels.ctmc`: CTMC transition matrices for batches of gaps, path
   likelihoods, endpoint-conditioned bridges (matrix exponentials in
   :mod:`probdyn.kernels.expm`); path simulation (forward and bridged through given

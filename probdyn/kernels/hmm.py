@@ -36,9 +36,15 @@ forward-backward pass,
 evaluated without dividing by A or pi (so structural zeros are safe). Forward and reverse
 mode, and higher derivatives, all work.
 
-Parallel-in-time versions use :func:`jax.lax.associative_scan` over (K, K) matrix
-products (O(T K^3) work, O(log T) depth), after Särkkä & García-Fernández (2021),
-"Temporal parallelization of Bayesian smoothers".
+Parallel-in-time versions (``parallel=True``) use :func:`jax.lax.associative_scan` over
+(K, K) matrix products (O(T K^3) work, O(log T) depth), after Särkkä & García-Fernández
+(2021), "Temporal parallelization of Bayesian smoothers"; they live in
+:mod:`probdyn.kernels.hmm_parallel` and fill the same result NamedTuples.
+
+On CPU the sequential passes are bound by the fixed cost of a loop iteration at small K:
+for K <= ``SMALL_K`` (8) the per-step products are a broadcast multiply-and-sum rather
+than a dot, and the posterior and gradient run the forward and the backward pass in one
+``lax.scan`` (the backward messages do not depend on the forward ones).
 
 References
 ----------
@@ -48,8 +54,6 @@ recognition", Proc. IEEE 77(2), 1989.
 
 from __future__ import annotations
 
-import functools
-import inspect
 from functools import partial
 from typing import NamedTuple
 
@@ -61,7 +65,12 @@ from jax.typing import ArrayLike
 
 from probdyn.kernels import _hmm_log as _L
 from probdyn.kernels import _hmm_precision as _P
-from probdyn.kernels._checks import concrete as _concrete
+from probdyn.kernels import hmm_parallel as _par
+from probdyn.kernels._hmm_inputs import apply_keep as _apply_keep
+from probdyn.kernels._hmm_inputs import compiled as _compiled
+from probdyn.kernels._hmm_inputs import prepare as _prepare
+from probdyn.kernels._hmm_inputs import scaled_emissions as _scaled_emissions
+from probdyn.kernels._hmm_inputs import trans_xs as _trans_xs
 
 Array = jax.Array
 
@@ -117,106 +126,28 @@ class HMMPosterior(NamedTuple):
     smoothed_probs: Array
 
 
-# --------------------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------------------
+#: Largest number of states for which the per-step products of the sequential scans are
+#: written as a broadcast multiply-and-sum instead of a dot (static: K is a shape).
+SMALL_K = 8
 
 
-def _prepare(initial_probs, transition_matrix, log_likelihoods, mask, length):
-    """Check static shapes; zero masked/padded emissions; build the keep flags.
+def _vecmat(alpha, A):
+    """``alpha @ A`` for one step, (K,) x (K, K) -> (K,).
 
-    Returns ``(pi, A, ll, keep)`` where ``keep`` is ``None`` or a (T-1,) bool array that is
-    False for transitions past ``length`` (those steps act as the identity, so the chain
-    is frozen after the end of the sequence).
+    For K <= :data:`SMALL_K` a broadcast multiply-and-sum: XLA:CPU lowers a tiny dot
+    inside a ``while`` loop to a library call whose fixed cost dominates at small K, while
+    the elementwise form fuses with the rest of the step.
     """
-    pi = jnp.asarray(initial_probs)
-    A = jnp.asarray(transition_matrix)
-    ll = jnp.asarray(log_likelihoods)
-    if ll.ndim != 2:
-        raise ValueError(
-            f"log_likelihoods must have shape (num_timesteps, num_states); got {ll.shape}"
-        )
-    T, K = ll.shape
-    if T < 1:
-        raise ValueError("log_likelihoods must have at least one time step")
-    if pi.shape != (K,):
-        raise ValueError(
-            f"initial_probs must have shape ({K},) to match log_likelihoods; got {pi.shape}"
-        )
-    if A.shape not in ((K, K), (T - 1, K, K)):
-        raise ValueError(
-            f"transition_matrix must have shape ({K}, {K}) or ({T - 1}, {K}, {K}); got {A.shape}"
-        )
-    dtype = jnp.result_type(pi.dtype, A.dtype, ll.dtype, jnp.float32)
-    pi, A, ll = pi.astype(dtype), A.astype(dtype), ll.astype(dtype)
-    keep = None
-    if mask is not None:
-        mask = jnp.asarray(mask)
-        if mask.shape != (T,):
-            raise ValueError(f"mask must have shape ({T},); got {mask.shape}")
-        ll = jnp.where(mask[:, None], ll, 0.0)
-    if length is not None:
-        length = jnp.asarray(length)
-        if length.ndim != 0:
-            raise ValueError(f"length must be a scalar per sequence; got shape {length.shape}")
-        _check_length(length, T)
-        t = jnp.arange(T)
-        # a traced length outside [1, T] gives NaN (it cannot raise)
-        bad = ~((length >= 1) & (length <= T))
-        ll = jnp.where((t < length)[:, None], ll, 0.0) + jnp.where(bad, jnp.nan, 0.0)
-        keep = t[1:] < length
-    return pi, A, ll, keep
+    if A.shape[-1] <= SMALL_K:
+        return jnp.sum(alpha[:, None] * A, axis=0)
+    return alpha @ A
 
 
-def _check_length(length, T):
-    """Raise for a concrete ``length`` outside [1, T] (a traced one gives NaN later)."""
-    c = _concrete(length)
-    if c is not None and not (np.issubdtype(c.dtype, np.integer) and 1 <= c <= T):
-        raise ValueError(f"length must be an integer in [1, {T}]; got {c!r}")
-
-
-def _compiled(*static_argnames):
-    """Run a public function as one compiled program.
-
-    Called eagerly, the body would otherwise run op by op, and JAX compiles every distinct
-    operation on its own (a smoother on a 10-step sequence costs about a hundred small
-    compilations, several seconds); compiled whole, it is one program, cached for the
-    next call with the same shapes. Under an outer ``jit``/``vmap``/``grad`` the inner
-    ``jit`` is inlined. Checks that need a concrete ``length`` run before compiling, so
-    invalid input still raises eagerly.
-    """
-
-    def decorate(fn):
-        jitted = jax.jit(fn, static_argnames=static_argnames)
-        signature = inspect.signature(fn)
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            bound = signature.bind(*args, **kwargs).arguments
-            length, ll = bound.get("length"), bound.get("log_likelihoods")
-            if length is not None and np.ndim(length) == 0 and ll is not None and np.ndim(ll) == 2:
-                _check_length(jnp.asarray(length), np.shape(ll)[0])
-            return jitted(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
-
-
-def _scaled_emissions(ll):
-    """B[t] = exp(ll[t] - m[t]) with m[t] = max_k ll[t, k] (0 where all are -inf)."""
-    m = jnp.max(ll, axis=-1)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return jnp.exp(ll - m[:, None]), m
-
-
-def _trans_xs(A):
-    """Per-step transition inputs for scans: None for homogeneous A."""
-    return A if A.ndim == 3 else None
-
-
-def _apply_keep(keep_t, new, old):
-    return new if keep_t is None else jnp.where(keep_t, new, old)
+def _matvec(A, v):
+    """``A @ v`` for one step, (K, K) x (K,) -> (K,); see :func:`_vecmat`."""
+    if A.shape[-1] <= SMALL_K:
+        return jnp.sum(A * v[None, :], axis=1)
+    return A @ v
 
 
 _safe_log = _L.safe_log
@@ -227,34 +158,48 @@ _safe_log = _L.safe_log
 # --------------------------------------------------------------------------------------
 
 
+def _condition(pred, B_t, m_t):
+    """Condition a prediction on one scaled emission: (filtered (K,), log normaliser ())."""
+    a = pred * B_t
+    c = jnp.sum(a)
+    return a / c, jnp.log(c) + m_t
+
+
+def _forward_step(A, alpha, xs):
+    """One scaled forward step from ``alpha_{t-1}``; ``xs = (A_t or None, B_t, m_t, keep_t)``."""
+    A_t, B_t, m_t, keep_t = xs
+    At = A if A_t is None else A_t
+    pred = _apply_keep(keep_t, _vecmat(alpha, At), alpha)
+    return _condition(pred, B_t, m_t)
+
+
+def _backward_step(A, beta, xs):
+    """One backward step from ``beta_{t+1}`` (max 1); ``xs = (A_t or None, B_{t+1}, keep_t)``."""
+    A_t, B_t, keep_t = xs
+    At = A if A_t is None else A_t
+    v = B_t * beta
+    u = _apply_keep(keep_t, _matvec(At, v), v)
+    return u / jnp.max(u)
+
+
 def _forward_seq(pi, A, ll, keep):
     """Scaled forward pass. Returns filtered (T,K), predicted (T,K), log normalisers (T,).
 
     The loop stores only the filtered vector and its log normaliser; the predictions are
     one batched product after the loop.
     """
-    A_xs = _trans_xs(A)
     B, mB = _scaled_emissions(ll)
-
-    def condition(pred, inputs):
-        B_t, m_t = inputs
-        a = pred * B_t
-        c = jnp.sum(a)
-        return a / c, jnp.log(c) + m_t
-
-    em = (B, mB)
-    first = jax.tree.map(lambda x: x[0], em)
-    rest = jax.tree.map(lambda x: x[1:], em)
-    alpha0, lc0 = condition(pi, first)
+    alpha0, lc0 = _condition(pi, B[0], mB[0])
 
     def step(alpha, xs):
-        A_t, em_t, keep_t = xs
-        At = A if A_t is None else A_t
-        pred = _apply_keep(keep_t, alpha @ At, alpha)
-        alpha_new, lc = condition(pred, em_t)
+        alpha_new, lc = _forward_step(A, alpha, xs)
         return alpha_new, (alpha_new, lc)
 
-    _, (alphas, lcs) = lax.scan(step, alpha0, (A_xs, rest, keep))
+    _, (alphas, lcs) = lax.scan(step, alpha0, (_trans_xs(A), B[1:], mB[1:], keep))
+    return _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs)
+
+
+def _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs):
     alphas = jnp.concatenate([alpha0[None], alphas])
     lcs = jnp.concatenate([lc0[None], lcs])
     return alphas, _predictions(pi, A, alphas, keep), lcs
@@ -280,112 +225,60 @@ def _backward_seq(A, ll, keep):
     ``vs`` and ``ns`` are recomputed after it as batched products.
     """
     T, K = ll.shape
+    if T == 1:
+        return _backward_finish(A, ll, keep, None)
+    em, _ = _scaled_emissions(ll)
+
+    def step(beta, xs):
+        beta_new = _backward_step(A, beta, xs)
+        return beta_new, beta_new
+
+    ones = jnp.ones((K,), ll.dtype)
+    _, betas = lax.scan(step, ones, (_trans_xs(A), em[1:], keep), reverse=True)
+    return _backward_finish(A, ll, keep, betas)
+
+
+def _backward_finish(A, ll, keep, betas):
+    """(betas, vs, ns) of :func:`_backward_seq` from the scan's messages (T-1, K)."""
+    T, K = ll.shape
     ones = jnp.ones((K,), ll.dtype)
     if T == 1:
         return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype)
-    em, _ = _scaled_emissions(ll)
-    em = em[1:]
-
-    def weight(beta, B_t):
-        return B_t * beta
-
-    def step(beta, xs):
-        A_t, em_t, keep_t = xs
-        At = A if A_t is None else A_t
-        v = weight(beta, em_t)
-        u = _apply_keep(keep_t, At @ v, v)
-        beta_new = u / jnp.max(u)
-        return beta_new, beta_new
-
-    _, betas = lax.scan(step, ones, (_trans_xs(A), em, keep), reverse=True)
+    em = _scaled_emissions(ll)[0][1:]
     betas = jnp.concatenate([betas, ones[None]])
-    vs = weight(betas[1:], em)
+    vs = em * betas[1:]
     u = vs @ A.T if A.ndim == 2 else jnp.einsum("tij,tj->ti", A, vs)
     if keep is not None:
         u = jnp.where(keep[:, None], u, vs)
     return betas, vs, jnp.max(u, axis=-1)
 
 
-# --------------------------------------------------------------------------------------
-# parallel (associative scan) forward / backward
-# --------------------------------------------------------------------------------------
+def _forward_backward_seq(pi, A, ll, keep):
+    """:func:`_forward_seq` and :func:`_backward_seq` in one ``lax.scan``.
 
-
-def _normalise_mat(M, s):
-    n = jnp.max(M, axis=(-2, -1))
-    n = jnp.where(n > 0, n, 1.0)
-    return M / n[..., None, None], s + jnp.log(n)
-
-
-def _parallel_elements(pi, A, ll, keep):
-    """Elements E_t = A_{t-1} diag(B_t) (E_0 = 1 pi^T diag(B_0)), max-normalised."""
-    T, K = ll.shape
-    B, m = _scaled_emissions(ll)
-    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
-    if keep is not None:
-        As = jnp.where(keep[:, None, None], As, jnp.eye(K, dtype=As.dtype))
-    E0 = jnp.broadcast_to(pi * B[0], (K, K))
-    E = jnp.concatenate([E0[None], As * B[1:, None, :]])
-    return _normalise_mat(E, m)
-
-
-def _compose(x, y):
-    """(E1, s1) then (E2, s2): matrix product with a running log scale.
-
-    For K <= 8 a broadcast multiply-and-sum beats XLA's batched matmul on CPU (about 7x
-    at K = 4, T = 100,000); for larger K the matmul wins.
+    The backward messages do not depend on the forward ones, so step ``i`` of one loop
+    advances the forward pass to ``t = i + 1`` and the backward pass to ``t = T - 2 - i``:
+    half the loop iterations, whose fixed cost dominates at small K on CPU.
     """
-    a, b = x[0], y[0]
-    if a.shape[-1] <= 8:
-        M = jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
-    else:
-        M = a @ b
-    return _normalise_mat(M, x[1] + y[1])
-
-
-def _forward_par(pi, A, ll, keep):
-    T = ll.shape[0]
-    E, s = _parallel_elements(pi, A, ll, keep)
-    P, S = lax.associative_scan(_compose, (E, s))
-    rows = P[:, 0, :]
-    tot = jnp.sum(rows, axis=-1)
-    alphas = rows / tot[:, None]
-    log_z = S + jnp.log(tot)  # log p(y_{0:t})
-    lcs = jnp.concatenate([log_z[:1], jnp.diff(log_z)])
-    if T > 1:
-        As = A if A.ndim == 3 else A[None]
-        preds_rest = jnp.einsum(
-            "ti,tij->tj", alphas[:-1], jnp.broadcast_to(As, (T - 1,) + A.shape[-2:])
-        )
-        if keep is not None:
-            preds_rest = jnp.where(keep[:, None], preds_rest, alphas[:-1])
-        preds = jnp.concatenate([pi[None], preds_rest])
-    else:
-        preds = pi[None]
-    return alphas, preds, lcs
-
-
-def _backward_par(A, ll, keep):
     T, K = ll.shape
-    ones = jnp.ones((K,), ll.dtype)
     if T == 1:
-        return ones[None], jnp.zeros((0, K), ll.dtype), jnp.zeros((0,), ll.dtype), None
-    B, m = _scaled_emissions(ll)
-    dummy_pi = jnp.full((K,), 1.0 / K, ll.dtype)
-    E, s = _parallel_elements(dummy_pi, A, ll, keep)
-    # suffix products Q_t = E_t E_{t+1} ... E_{T-1}; for t >= 1 beta_{t-1} ∝ Q_t 1.
-    Q, _ = lax.associative_scan(lambda a, b: _compose(b, a), (E[1:], s[1:]), reverse=True)
-    q = jnp.sum(Q, axis=-1)  # (T-1, K)
-    betas_head = q / jnp.max(q, axis=-1, keepdims=True)
-    betas = jnp.concatenate([betas_head, ones[None]])
-    vs = B[1:] * betas[1:]
-    As = jnp.broadcast_to(A, (T - 1, K, K)) if A.ndim == 2 else A
-    u = jnp.einsum("tij,tj->ti", As, vs)
-    if keep is not None:
-        u = jnp.where(keep[:, None], u, vs)
-    ns = jnp.max(u, axis=-1)
-    betas = jnp.concatenate([u / ns[:, None], ones[None]])
-    return betas, vs, ns, betas_head
+        return _forward_seq(pi, A, ll, keep), _backward_seq(A, ll, keep)
+    B, mB = _scaled_emissions(ll)
+    alpha0, lc0 = _condition(pi, B[0], mB[0])
+    A_xs = _trans_xs(A)
+    fwd_xs = (A_xs, B[1:], mB[1:], keep)
+    bwd_xs = jax.tree.map(lambda x: x[::-1], (A_xs, B[1:], keep))
+
+    def step(carry, xs):
+        alpha, beta = carry
+        alpha_new, lc = _forward_step(A, alpha, xs[0])
+        beta_new = _backward_step(A, beta, xs[1])
+        return (alpha_new, beta_new), (alpha_new, lc, beta_new)
+
+    ones = jnp.ones((K,), ll.dtype)
+    _, (alphas, lcs, betas_rev) = lax.scan(step, (alpha0, ones), (fwd_xs, bwd_xs))
+    fwd = _forward_finish(pi, A, keep, alpha0, lc0, alphas, lcs)
+    return fwd, _backward_finish(A, ll, keep, betas_rev[::-1])
 
 
 # --------------------------------------------------------------------------------------
@@ -406,7 +299,7 @@ def _with_fallback(robust, fast_fn, log_fn):
 
 def _fast_forward(pi, A, ll, keep, parallel):
     """Scaled forward pass, its precision flag and step normalisers."""
-    out = _forward_par(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep)
+    out = _par.forward(pi, A, ll, keep) if parallel else _forward_seq(pi, A, ll, keep)
     ok, c = _P.forward_ok(pi, A, ll, keep, *out, parallel)
     return out, ok, c
 
@@ -435,7 +328,7 @@ def _log_filtered(pi, A, ll, keep, parallel, robust=None):
 
 def _fast_backward(A, ll, keep, parallel):
     if parallel:
-        betas, vs, ns, head = _backward_par(A, ll, keep)
+        betas, vs, ns, head = _par.backward(A, ll, keep)
     else:
         (betas, vs, ns), head = _backward_seq(A, ll, keep), None
     return (betas, vs, ns), _P.backward_ok(A, ll, keep, betas, ns, head)
@@ -452,8 +345,13 @@ def _backward(A, ll, keep, parallel, robust=None):
 def _fast_posterior(pi, A, ll, keep, parallel):
     """Forward-backward quantities shared by smoothing, two-slice marginals and gradients,
     and one flag for whether all of them are accurate."""
-    (alphas, preds, lcs), ok_f, c = _fast_forward(pi, A, ll, keep, parallel)
-    (betas, vs, ns), ok_b = _fast_backward(A, ll, keep, parallel)
+    if parallel:
+        (alphas, preds, lcs), ok_f, c = _fast_forward(pi, A, ll, keep, parallel)
+        (betas, vs, ns), ok_b = _fast_backward(A, ll, keep, parallel)
+    else:
+        (alphas, preds, lcs), (betas, vs, ns) = _forward_backward_seq(pi, A, ll, keep)
+        ok_f, c = _P.forward_ok(pi, A, ll, keep, alphas, preds, lcs, False)
+        ok_b = _P.backward_ok(A, ll, keep, betas, ns)
     g = alphas * betas
     gsum = jnp.sum(g, axis=-1)
     smoothed = g / gsum[:, None]

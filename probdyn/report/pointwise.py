@@ -95,12 +95,17 @@ def pointwise_log_likelihood(
     posterior_samples: Mapping[str, Any],
     *args: Any,
     batch_ndims: int = 1,
+    max_chunk_bytes: int | None = None,
     **kwargs: Any,
 ) -> dict[str, jax.Array]:
     """Log-likelihood of every observed site per draw, per time step for sequence sites.
 
-    A drop-in for :func:`numpyro.infer.log_likelihood` (same replay, one draw at a time)
-    whose trajectory sites give one term per time step (module docstring).
+    A drop-in for :func:`numpyro.infer.log_likelihood` whose trajectory sites give one
+    term per time step (module docstring). The replay runs as one compiled program:
+    ``vmap`` over chunks of draws, ``lax.map`` across chunks, with the chunk size chosen so
+    that one chunk's output takes at most ``max_chunk_bytes`` (its intermediates scale
+    with the same number of draws). Array arguments of the model are arguments of that
+    program (not constants); other arguments are static.
 
     Parameters
     ----------
@@ -112,6 +117,13 @@ def pointwise_log_likelihood(
         Model arguments (observed data included).
     batch_ndims : int
         Number of leading sample axes (2 for ``(chain, draw)``).
+    max_chunk_bytes : int, optional
+        Bound on the bytes of one chunk's output (default 64 KiB: one draw at a time for
+        a model with 10,000 float32 terms per draw, 163 draws for one with 100), chunks
+        sized evenly so that little is padded. Small chunks are deliberate: on CPU,
+        vmapping 417 draws of a 10,000-observation logistic regression took 1.6 s of
+        CPU against 0.9 s one draw at a time (both compiled; 1.1 s for NumPyro's
+        ``log_likelihood``), while small models gain from batching many draws.
 
     Returns
     -------
@@ -149,18 +161,69 @@ def pointwise_log_likelihood(
                 f"{name!r}); expected the same batch_ndims={batch_ndims} sample axes"
             )
 
-    def one(samples):
-        tr = handlers.trace(handlers.substitute(model, samples)).get_trace(*args, **kwargs)
-        out = {}
-        for name, site in tr.items():
-            if site["type"] != "sample" or not site["is_observed"]:
-                continue
-            lp = site_pointwise_log_prob(site["fn"], site["value"])
-            out[name] = site["fn"].log_prob(site["value"]) if lp is None else lp
-        return out
+    if max_chunk_bytes is not None and (
+        not isinstance(max_chunk_bytes, int)
+        or isinstance(max_chunk_bytes, bool)
+        or max_chunk_bytes < 1
+    ):
+        raise ValueError(f"max_chunk_bytes must be a positive int or None; got {max_chunk_bytes!r}")
+
+    # Array arguments (the data) enter the compiled program as arguments, not constants;
+    # everything else (sizes, flags, callables) stays static. A model that needs concrete
+    # data (numpy on its arguments, Python control flow on their values) gets them as
+    # constants instead.
+    leaves, treedef = jax.tree.flatten((args, kwargs))
+
+    def replay(dynamic):
+        def one(samples, data):
+            it = iter(data)
+            full = [next(it) if d else x for x, d in zip(leaves, dynamic, strict=True)]
+            a, kw = jax.tree.unflatten(treedef, full)
+            tr = handlers.trace(handlers.substitute(model, samples)).get_trace(*a, **kw)
+            out = {}
+            for name, site in tr.items():
+                if site["type"] != "sample" or not site["is_observed"]:
+                    continue
+                lp = site_pointwise_log_prob(site["fn"], site["value"])
+                out[name] = site["fn"].log_prob(site["value"]) if lp is None else lp
+            return out
+
+        return one, [x for x, d in zip(leaves, dynamic, strict=True) if d]
 
     if not posterior_samples:
         # no latent sites (e.g. a network fitted by point estimates): one evaluation with
         # batch axes of size 1, as numpyro.infer.log_likelihood gives
-        return {k: jnp.reshape(v, (1,) * batch_ndims + jnp.shape(v)) for k, v in one({}).items()}
-    return soft_vmap(one, dict(posterior_samples), batch_ndims, 1)
+        one, data = replay([False] * len(leaves))
+        out = one({}, data)
+        return {k: jnp.reshape(v, (1,) * batch_ndims + jnp.shape(v)) for k, v in out.items()}
+    samples = dict(posterior_samples)
+    draw = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x)[batch_ndims:], _dtype(x)), samples
+    )
+    one, data = replay([isinstance(x, jax.Array | np.ndarray) and np.ndim(x) > 0 for x in leaves])
+    try:
+        shapes = jax.eval_shape(one, draw, data)
+    except jax.errors.JAXTypeError:
+        one, data = replay([False] * len(leaves))
+        shapes = jax.eval_shape(one, draw, data)
+    per_draw = sum(int(np.prod(o.shape)) * o.dtype.itemsize for o in jax.tree.leaves(shapes))
+    num_draws = int(np.prod(next(iter(jax.tree.leaves(samples))).shape[:batch_ndims]))
+    most = max(1, (max_chunk_bytes or _MAX_CHUNK_BYTES) // max(per_draw, 1))
+    num_chunks = -(-num_draws // most)
+    chunk = -(-num_draws // num_chunks)  # as even as possible: little padding
+    return _mapped(one, batch_ndims, chunk)(samples, data)
+
+
+#: Default bound on the bytes of one chunk's output in :func:`pointwise_log_likelihood`.
+_MAX_CHUNK_BYTES = 64 * 2**10
+
+
+def _dtype(x):
+    return x.dtype if hasattr(x, "dtype") else jnp.asarray(x).dtype
+
+
+def _mapped(one, batch_ndims, chunk):
+    """One compiled program: ``vmap`` over chunks of ``chunk`` draws, ``lax.map`` across."""
+    return jax.jit(
+        lambda samples, data: soft_vmap(lambda s: one(s, data), samples, batch_ndims, chunk)
+    )

@@ -279,6 +279,7 @@ def test_sgmcmc_methods_give_the_same_groups():
         ({"seed": 2**32}, ValueError, ["seed=4294967296"]),
         ({"seed": -1}, ValueError, ["seed=-1"]),
         ({"predictive": "yes"}, TypeError, ["predictive='yes'"]),
+        ({"log_likelihood": 1}, TypeError, ["log_likelihood=1"]),
         ({"checkpoint": 3}, TypeError, ["checkpoint=3"]),
         ({"method": "svi", "learning_rate": float("inf")}, ValueError, ["learning_rate=inf"]),
         ({"method": "svi", "stable_update": 1}, TypeError, ["stable_update=1"]),
@@ -488,3 +489,12 @@ def test_fit_adds_prior_groups_with_their_own_key(svi_idata):
     # prior sd of w is PRIOR_SCALE: 600 draws, a 5-sigma band on the sample sd
     sd = svi_idata.prior["w"].values.std()
     assert abs(sd - PRIOR_SCALE) < 5 * PRIOR_SCALE / np.sqrt(2 * 600)
+
+
+def test_log_likelihood_false_skips_the_group(svi_idata):
+    """``log_likelihood=False`` leaves the group out (the default keeps it)."""
+    kw = dict(model_kwargs={"y": jnp.asarray(Y)}, method="svi", num_steps=20, num_chains=1)
+    without = fit(regression, jnp.asarray(X), log_likelihood=False, num_samples=5, **kw)
+    assert "log_likelihood" in group_names(svi_idata)
+    assert "log_likelihood" not in group_names(without)
+    assert "posterior" in group_names(without)

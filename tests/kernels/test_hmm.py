@@ -926,3 +926,36 @@ def test_backward_bad_shapes_raise(argname, override):
 def test_sample_states_bad_shapes_raise(argname, args):
     with pytest.raises(ValueError, match=argname):
         hmm_sample_states(jax.random.key(0), *args)
+
+
+# --------------------------------------------------------------------------------------
+# small-K fast path and fused forward-backward scan vs the plain dot / separate scans
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("K", [2, 4, 8, 9])
+def test_small_k_products_equal_dot(K):
+    """The multiply-and-sum products (K <= SMALL_K) equal ``@`` (and large K uses ``@``)."""
+    from probdyn.kernels.hmm import _matvec, _vecmat
+
+    rng = np.random.default_rng(K)
+    A = rng.random((K, K)).astype(np.float32)
+    x = rng.random(K).astype(np.float32)
+    np.testing.assert_allclose(_vecmat(jnp.asarray(x), jnp.asarray(A)), x @ A, rtol=1e-6)
+    np.testing.assert_allclose(_matvec(jnp.asarray(A), jnp.asarray(x)), A @ x, rtol=1e-6)
+
+
+@pytest.mark.parametrize("tv", [False, True], ids=["hom", "tv"])
+def test_fused_scan_equals_separate_dot_scans(x64, monkeypatch, tv):
+    """New path (small-K products, forward and backward in one scan) vs the old one
+    (``@`` per step, two scans), with a length so the keep flags are exercised."""
+    from probdyn.kernels import hmm as H
+    from probdyn.kernels._hmm_inputs import prepare
+
+    pi, A, ll = make_problem(3, 4, 7, tv=tv)
+    pi, A, ll, keep = prepare(pi, A, ll, None, jnp.asarray(6))
+    fwd, bwd = H._forward_backward_seq(pi, A, ll, keep)
+    monkeypatch.setattr(H, "SMALL_K", 0)  # eager scans retrace: the ``@`` path
+    old_fwd, old_bwd = H._forward_seq(pi, A, ll, keep), H._backward_seq(A, ll, keep)
+    for new, old in zip((*fwd, *bwd), (*old_fwd, *old_bwd), strict=True):
+        np.testing.assert_allclose(new, old, rtol=1e-12, atol=1e-14)

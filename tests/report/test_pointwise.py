@@ -56,3 +56,39 @@ def test_fit_log_likelihood_group_has_time_dim():
     assert da.dims == ("chain", "draw", "seq", "time")
     assert da.shape == (1, 10, 1, 12)
     assert np.all(np.isfinite(da.values))
+
+
+def _normal_model(y):
+    mu = numpyro.sample("mu", dist.Normal(jnp.zeros(2), 3.0).to_event(1))
+    with numpyro.plate("obs", y.shape[0]):
+        numpyro.sample("y", dist.Normal(mu, 1.0).to_event(1), obs=y)
+
+
+def test_chunks_match_numpyro():
+    """Chunks of 3 draws (7 draws: the last chunk padded) and one chunk give the terms of
+    numpyro.infer.log_likelihood."""
+    rng = np.random.default_rng(2)
+    y = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+    draws = {"mu": jnp.asarray(rng.normal(size=(7, 2)), jnp.float32)}
+    ref = np.asarray(log_likelihood(_normal_model, draws, y)["y"])
+    for max_chunk_bytes in (3 * 5 * 4, None):
+        ours = pointwise_log_likelihood(_normal_model, draws, y, max_chunk_bytes=max_chunk_bytes)
+        np.testing.assert_allclose(np.asarray(ours["y"]), ref, rtol=1e-6)
+    with pytest.raises(ValueError, match="max_chunk_bytes"):
+        pointwise_log_likelihood(_normal_model, draws, y, max_chunk_bytes=0)
+
+
+def test_model_that_needs_concrete_data():
+    """A model that runs numpy on its data gets the data as constants (no tracer error)."""
+
+    def model(x):
+        m = numpyro.sample("m", dist.Normal(0.0, 1.0))
+        centred = np.asarray(x) - np.mean(np.asarray(x))  # numpy: needs concrete x
+        numpyro.sample("x", dist.Normal(m, 1.0), obs=centred)
+
+    x = jnp.arange(5.0)
+    draws = {"m": jnp.array([0.0, 1.0])}
+    ours = pointwise_log_likelihood(model, draws, x)
+    np.testing.assert_allclose(
+        np.asarray(ours["x"]), np.asarray(log_likelihood(model, draws, x)["x"]), rtol=1e-6
+    )
