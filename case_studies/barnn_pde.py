@@ -37,7 +37,7 @@ What the result should show
     (every truth value is either below or above the point forecast).
 
     The full study repeats everything over 3 seeds (``--seeds``) and reports means and
-    standard errors of the main metrics. ``--quick`` (under 2 minutes of CPU) runs KS
+    standard errors of the main metrics. ``--quick`` (about 2 minutes of CPU) runs KS
     only, one seed, an ensemble of 3 and every method but NUTS (add it with
     ``--methods``; about 11 minutes).
 
