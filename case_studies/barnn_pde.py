@@ -458,8 +458,8 @@ def _seed_summary(tables):
 
     ``tables`` is a list (one per seed) of ``{method: {metric: float}}``; returns
     ``{method: {metric: {"mean", "se", "values"}}}`` with the standard error
-    ``std(ddof=1) / sqrt(n)`` (NaN for one seed; NaN too where a value is infinite, e.g.
-    the NLL of the zero-spread deterministic network, whose mean is then infinite).
+    ``std(ddof=1) / sqrt(n)`` (None for one seed; None too where a value is infinite,
+    e.g. the NLL of the zero-spread deterministic network, whose mean is then infinite).
     """
     out = {}
     for method in tables[0]:
@@ -468,7 +468,7 @@ def _seed_summary(tables):
             values = np.array([t[method][key] for t in tables], dtype=float)
             n = values.size
             finite = np.all(np.isfinite(values))
-            se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 and finite else math.nan
+            se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 and finite else None
             out[method][key] = {"mean": float(np.mean(values)), "se": se, "values": list(values)}
     return out
 
@@ -481,7 +481,7 @@ def _seed_table(summary, num_seeds):
         for key, _, fmt in COLUMNS:
             if key in SEED_METRICS:
                 m, se = row[key]["mean"], row[key]["se"]
-                cells.append(fmt.format(m) + ("" if math.isnan(se) else " ± " + fmt.format(se)))
+                cells.append(fmt.format(m) + ("" if se is None else " ± " + fmt.format(se)))
         lines.append(f"| {METHODS[method]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -26,10 +26,10 @@ def test_seed_summary_mean_and_standard_error():
     np.testing.assert_allclose(out["barnn"]["ece"]["se"], 0.1 / math.sqrt(3))
     # an infinite NLL (zero spread) has an infinite mean and no standard error
     assert out["deterministic"]["nll"]["mean"] == math.inf
-    assert math.isnan(out["deterministic"]["nll"]["se"])
+    assert out["deterministic"]["nll"]["se"] is None  # JSON null, not NaN
     # one seed: no standard error; the claims on the means
     one = barnn_pde._seed_summary(tables[:1])
-    assert math.isnan(one["barnn"]["rmse"]["se"])
+    assert one["barnn"]["rmse"]["se"] is None
     means = {m: {k: v["mean"] for k, v in row.items()} for m, row in out.items()}
     claims = barnn_pde._claims(means)
     assert claims["barnn_lowest_nll"] and claims["barnn_lowest_ece"]
