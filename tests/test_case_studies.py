@@ -25,7 +25,8 @@ STUDIES = sorted(m.name for m in pkgutil.iter_modules(probdyn.case_studies.__pat
 # Extra arguments of a study's --smoke run (default: none).
 SMOKE_ARGS = {"barnn_pde": ["--methods", "deterministic,barnn"]}
 # Smoke runs too slow for the default suite (they run with the slow tests); the goal is none.
-SLOW_SMOKE = {"barnn_sequences"}  # three LSTM fits compile: ~90 s of one core
+# (barnn_sequences --smoke: 35 s of CPU with SMOKE_XLA_FLAGS, now in the default suite)
+SLOW_SMOKE: set[str] = set()
 # A smoke run compiles much and computes little: it runs in a process of its own, through
 # `probdyn run` (as numpyro's test_examples runs its examples), with XLA's backend
 # optimisation off, which cuts its compile time by about a third (hmm_regimes --smoke:

@@ -305,3 +305,37 @@ def test_barnn_wraps_probdyn_lstm_cell():
     np.testing.assert_allclose(got, want, atol=1e-6)
     noisy, _ = run(barnn, jax.random.PRNGKey(0))
     assert float(jnp.max(jnp.abs(noisy - want))) > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(5, 7), (16, 64), (1,)])
+def test_standard_normal_is_jax_non_partitionable_threefry_normal(shape):
+    # the fast noise of the local reparameterisation is jax.random.normal's own stream
+    # with partitionable Threefry off: bit-identical for raw and typed keys, and under vmap
+    from probdyn.nn.variational import _standard_normal
+
+    for key in (jax.random.PRNGKey(3), jax.random.key(3)):
+        ours = _standard_normal(key, shape, jnp.float32)
+        with jax.threefry_partitionable(False):
+            ref = jax.random.normal(key, shape, jnp.float32)
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref))
+    keys = jax.random.split(jax.random.PRNGKey(4), 3)
+    batched = jax.vmap(lambda k: _standard_normal(k, shape, jnp.float32))(keys)
+    with jax.threefry_partitionable(False):
+        ref = jnp.stack([jax.random.normal(k, shape, jnp.float32) for k in keys])
+    np.testing.assert_array_equal(np.asarray(batched), np.asarray(ref))
+
+
+def test_standard_normal_moments_and_fallback():
+    from probdyn.nn.variational import _standard_normal
+
+    z = np.asarray(_standard_normal(jax.random.PRNGKey(0), (200_000,), jnp.float32))
+    # mean and variance within 5 Monte Carlo standard errors; a normal shape (KS test)
+    assert abs(z.mean()) < 5 / np.sqrt(z.size)
+    assert abs(z.var() - 1.0) < 5 * np.sqrt(2.0 / z.size)
+    assert stats.kstest(z[:20_000], "norm").pvalue > 1e-3
+    # another dtype goes through jax.random.normal itself
+    key = jax.random.PRNGKey(1)
+    half = _standard_normal(key, (4,), jnp.float16)
+    np.testing.assert_array_equal(
+        np.asarray(half), np.asarray(jax.random.normal(key, (4,), jnp.float16))
+    )
