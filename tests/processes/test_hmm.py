@@ -295,8 +295,8 @@ def test_nuts_recovers_poisson_hmm():
     ).sample(jax.random.PRNGKey(42))
     mcmc = MCMC(
         NUTS(_poisson_hmm_model),
-        num_warmup=500,
-        num_samples=500,
+        num_warmup=300,
+        num_samples=300,
         num_chains=4,
         chain_method="vectorized",
         progress_bar=False,
@@ -304,7 +304,7 @@ def test_nuts_recovers_poisson_hmm():
     mcmc.run(jax.random.PRNGKey(0), y=y)
     idata = az.from_numpyro(mcmc)
     rhat = az.rhat(idata, var_names=["r0", "gap", "A"])
-    assert max(float(rhat[v].max()) for v in rhat.data_vars) < 1.01
+    assert max(float(rhat[v].max()) for v in rhat.data_vars) < 1.02
     post = mcmc.get_samples()
     rates = np.asarray(post["rates"])
     # truth within 4 posterior standard deviations
@@ -324,7 +324,7 @@ def test_svi_and_predictive():
     for guide_cls in (AutoNormal, AutoDelta):
         guide = guide_cls(_poisson_hmm_model)
         svi = SVI(_poisson_hmm_model, guide, numpyro.optim.Adam(0.05), Trace_ELBO())
-        res = svi.run(jax.random.PRNGKey(1), 800, y=y, progress_bar=False)
+        res = svi.run(jax.random.PRNGKey(1), 400, y=y, progress_bar=False)
         assert np.isfinite(res.losses[-1]) and res.losses[-1] < res.losses[0]
         med = guide.median(res.params)
         rates = np.array([med["r0"], med["r0"] + med["gap"]])
