@@ -296,7 +296,7 @@ def test_particles_as_one_batch_match_vmapped_particles():
     times, ys = np.array([0.5, 1.0]), jnp.asarray([[[0.3], [-0.2]], [[0.1], [0.4]]])
     params = {"qz0_loc": jnp.array([0.5]), "qz0_scale": jnp.array([0.4])}
     elbo = LatentSDEELBO(16)
-    from probdyn.infer.latent_sde import _tile_particles
+    from probdyn.infer.latent_sde_elbo import _tile_particles
 
     tiled = _tile_particles(sde.model, sde.guide, (times, ys), {}, 16)
     assert tiled is not None and tiled[0][1].shape == (32, 2, 1)
