@@ -33,7 +33,12 @@ from probdyn.nn.latent_dynamics import (
 )
 from probdyn.nn.mlp import ACTIVATIONS, MLP, get_activation
 from probdyn.nn.rollout import NOISE_MODES, RolloutEnsemble, rollout
-from probdyn.nn.sde_nets import DiagonalDiffusionNet, PosteriorDriftMLP, PriorDriftMLP
+from probdyn.nn.sde_nets import (
+    DiagonalDiffusionNet,
+    OrnsteinUhlenbeckDrift,
+    PosteriorDriftMLP,
+    PriorDriftMLP,
+)
 from probdyn.nn.spectral import FNO1d, SpectralConv1d
 from probdyn.nn.variational import (
     PARAMETRISATIONS,
@@ -63,6 +68,7 @@ __all__ = [
     "MLP",
     "NOISE_MODES",
     "NeuralSDEDynamics",
+    "OrnsteinUhlenbeckDrift",
     "PARAMETRISATIONS",
     "PosteriorDriftMLP",
     "PriorDriftMLP",

@@ -3,7 +3,9 @@
 :class:`PosteriorDriftMLP` is the posterior (variational) drift :math:`f(t, z, c)` of a
 latent SDE, :class:`PriorDriftMLP` an autonomous learned prior drift :math:`h(z)`, and
 :class:`DiagonalDiffusionNet` a learned diagonal diffusion :math:`g(z)` in which
-:math:`g_i` reads :math:`z_i` only, so that the noise stays diagonal (Li et al. 2020).
+:math:`g_i` reads :math:`z_i` only, so that the noise stays diagonal (Li et al. 2020); :class:`OrnsteinUhlenbeckDrift` is the
+parametric prior drift of the torchsde toy (moved here from
+:mod:`probdyn.infer.latent_sde`, which still exports it).
 
 References
 ----------
@@ -19,8 +21,14 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import ArrayLike
 
-__all__ = ["DiagonalDiffusionNet", "PosteriorDriftMLP", "PriorDriftMLP"]
+__all__ = [
+    "DiagonalDiffusionNet",
+    "OrnsteinUhlenbeckDrift",
+    "PosteriorDriftMLP",
+    "PriorDriftMLP",
+]
 
 
 class PosteriorDriftMLP(eqx.Module):
@@ -129,3 +137,26 @@ class DiagonalDiffusionNet(eqx.Module):
         hidden = jax.nn.softplus(self.w1 * z[:, None] + self.b1)
         out = jnp.sum(self.w2 * hidden, axis=-1) + self.b2
         return self.floor + (1.0 - self.floor) * jax.nn.sigmoid(out)
+
+
+class OrnsteinUhlenbeckDrift(eqx.Module):
+    r"""Ornstein--Uhlenbeck drift :math:`h(t, z) = \theta (\mu - z)`, a parametric prior drift.
+
+    Parameters
+    ----------
+    theta : ArrayLike, shape () or (state_dim,)
+        Mean-reversion rates.
+    mu : ArrayLike, shape () or (state_dim,)
+        Long-run means.
+    """
+
+    theta: jax.Array
+    mu: jax.Array
+
+    def __init__(self, theta: ArrayLike = 1.0, mu: ArrayLike = 0.0):
+        self.theta = jnp.asarray(theta, dtype=jnp.result_type(float))
+        self.mu = jnp.asarray(mu, dtype=jnp.result_type(float))
+
+    def __call__(self, t: jax.Array, z: jax.Array) -> jax.Array:
+        """Drift at time ``t`` (scalar) and state ``z`` (state_dim,) -> (state_dim,)."""
+        return self.theta * (self.mu - z)
