@@ -14,11 +14,13 @@ Data
 
 Model
     A character-level LSTM (embedding 16, hidden 64; 32 with ``--quick``): probdyn's
-    ``probdyn.nn.LSTMCell`` and a linear readout, trained through ``probdyn.fit(method="svi")`` on minibatches
-    of strings with a categorical likelihood of every next token. Three variants: plain
-    LSTM; LSTM with dropout (p = 0.2 on the embedded input and the hidden state before the
-    readout, training only); BARNN LSTM (``probdyn.nn.BARNN`` wrapping the LSTM cell, whose input and
-    recurrent maps share one rate, and the readout layer; rates from the hidden state and the position, tVAMP prior, fresh noise
+    ``probdyn.nn.LSTMCell`` and a linear readout, trained through
+    ``probdyn.fit(method="svi")`` on minibatches of strings with a categorical likelihood of
+    every next token. Three variants: plain LSTM; LSTM with dropout (p = 0.2 on the
+    embedded input and the hidden state before the readout, training only); BARNN LSTM
+    (``probdyn.nn.BARNN`` wrapping the LSTM cell, whose input and recurrent maps share one
+    rate, and the readout layer; rates from the hidden state and the position, tVAMP prior,
+    fresh noise
     at every step of training and generation).
 
 What the result should show

@@ -4,7 +4,7 @@ Most of the suite's time is XLA compilation, not running programs, so before JAX
 
 - XLA's backend optimisation is turned down (``--xla_backend_optimization_level=0``,
   ``--xla_llvm_disable_expensive_passes=true``): about a quarter less CPU time on
-  compile-heavy modules (tests/processes/test_discrete_hmm.py: 175 s -> 128 s), same results
+  compile-heavy modules (tests/processes/test_hmm.py: 175 s -> 128 s), same results
   to the tolerances tested. Set ``PROBDYN_TEST_XLA_OPT=1`` to test with full optimisation.
 - JAX's persistent compilation cache is shared by the pytest-xdist workers and the
   subprocesses the suite starts (README sections, case-study smoke runs, the CLI), so a

@@ -33,8 +33,8 @@ from probdyn.infer.minibatch import full_data_model
 from probdyn.infer.prior import prior_groups
 from probdyn.infer.segments import run_mcmc
 from probdyn.infer.svi import draw_from_guide, run_svi, validate_svi_options
-from probdyn.report.hidden import add_hidden_states
 from probdyn.report._arviz import Result
+from probdyn.report.hidden import add_hidden_states
 from probdyn.report.idata import model_dims, to_inference_data
 from probdyn.report.pointwise import pointwise_log_likelihood
 

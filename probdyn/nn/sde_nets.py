@@ -3,8 +3,8 @@
 :class:`PosteriorDriftMLP` is the posterior (variational) drift :math:`f(t, z, c)` of a
 latent SDE, :class:`PriorDriftMLP` an autonomous learned prior drift :math:`h(z)`, and
 :class:`DiagonalDiffusionNet` a learned diagonal diffusion :math:`g(z)` in which
-:math:`g_i` reads :math:`z_i` only, so that the noise stays diagonal (Li et al. 2020); :class:`OrnsteinUhlenbeckDrift` is the
-parametric prior drift of the torchsde toy (moved here from
+:math:`g_i` reads :math:`z_i` only, so that the noise stays diagonal (Li et al. 2020);
+:class:`OrnsteinUhlenbeckDrift` is the parametric prior drift of the torchsde toy (moved here from
 :mod:`probdyn.infer.latent_sde`, which still exports it).
 
 References

@@ -15,8 +15,7 @@ thermostat enforces exactly) and the allowed band runs from there to the exact p
 variance (the first-order bias is -c h / 2 + h^2 P / 4, about 1% here).
 
 Tolerances: 4 Monte Carlo standard errors, with ESS from ArviZ (for the variance, ESS of the
-squared deviations), fixed keys.
-"""
+squared deviations), fixed keys."""
 
 import math
 
@@ -31,15 +30,15 @@ import scipy.linalg
 import scipy.optimize
 from numpyro.infer import MCMC, Predictive, init_to_value
 
-from probdyn.infer.schedules import make_schedule
 from probdyn.infer.sgmcmc import CSGLD, KERNELS, SGHMC, SGLD, SGNHT, full_data_model
 
 N = 1000
+
+
 Z = 4.0  # Monte Carlo tolerance in standard errors
+
+
 SIGMA_2D = np.array([[1.0, 0.5], [0.5, 1.0]])
-
-
-# ----------------------------------------------------------------------------- models
 
 
 def model_1d(y, subsample_size=None):
@@ -144,9 +143,6 @@ def assert_moments(draws, mean_ref, var_ref, label):
     )
     np.testing.assert_array_less(np.abs(mean - mean_ref), Z * se_mean)
     np.testing.assert_array_less(np.abs(var - var_ref), Z * se_var)
-
-
-# ------------------------------------------------------------------- Gaussian targets
 
 
 @pytest.mark.parametrize("batch", [None, 50])
@@ -254,9 +250,6 @@ def test_underdamped_gaussian_2d_minibatch(y2, kernel):
         np.testing.assert_array_less(np.abs(mean - mu), Z * se_mean)
 
 
-# ----------------------------------------------------------------------- minibatching
-
-
 @pytest.mark.parametrize("subsample", ["iid", "without_replacement"])
 def test_minibatch_gradient_unbiased(y1, subsample):
     batch, num_keys = 50, 4000
@@ -315,9 +308,6 @@ def test_fresh_subsample_each_step(y1, subsample):
     assert len({tuple(sorted(idx.tolist())) for idx in seen}) == 3
 
 
-# ------------------------------------------------------------------------ cyclical SGLD
-
-
 def mixture_model():
     components = dist.Normal(jnp.array([-4.0, 4.0]), 1.0)
     mixing = dist.Categorical(probs=jnp.array([0.5, 0.5]))
@@ -353,9 +343,6 @@ def test_csgld_visits_both_modes():
     late = x[:, j >= 250]
     assert np.mean(np.abs(np.abs(late) - 4) < 3) > 0.95
     assert (late > 0).any() and (late < 0).any()
-
-
-# --------------------------------------------------------- NumPyro / ArviZ integration
 
 
 def sgnht_run(y, chain_method):
@@ -413,19 +400,6 @@ def test_same_key_bit_identical_and_chain_methods(sgnht_mcmc, y1):
     np.testing.assert_allclose(seq, a, rtol=1e-4, atol=1e-6)
 
 
-def test_schedules():
-    t = np.arange(0, 400)
-    const = make_schedule("constant", 1e-3)
-    np.testing.assert_allclose(jax.vmap(const)(t), 1e-3)
-    poly = make_schedule("polynomial", 1e-3, {"b": 10.0, "gamma": 0.75})
-    np.testing.assert_allclose(jax.vmap(poly)(t), 1e-3 * (10.0 / (10.0 + t)) ** 0.75, rtol=1e-5)
-    cyc = make_schedule("cyclical", 1e-3, {"num_steps": 400, "num_cycles": 3})  # L = 134
-    expected = 5e-4 * (np.cos(np.pi * (t % 134) / 134) + 1)
-    np.testing.assert_allclose(jax.vmap(cyc)(t), expected, rtol=1e-4, atol=1e-12)
-    custom = make_schedule(lambda i: 1e-3 / (1 + i), 1e-3)
-    assert custom(3) == 2.5e-4
-
-
 def test_progress_bar_and_potential_fn():
     mcmc = MCMC(
         SGLD(potential_fn=lambda z: 0.5 * jnp.sum(z**2), step_size=0.1),
@@ -446,9 +420,6 @@ def test_kernels_registry():
     for cls in KERNELS.values():
         kernel = cls(model_1d, step_size=1e-3, num_steps=100) if cls is CSGLD else cls(model_1d)
         assert kernel.sample_field == "z" and "step_size" in kernel.default_fields
-
-
-# -------------------------------------------------------------------------- bad inputs
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def test_simulate_path_overflow_marks_nan():
     assert np.isnan(out[-1, 0])
 
 
-@pytest.mark.parametrize("t0", [-0.5])  # t0=None: tests/processes/test_ctmc_process.py
+@pytest.mark.parametrize("t0", [-0.5])  # t0=None: tests/processes/test_observed_ctmc.py
 def test_sample_bridged_path_passes_through_states(t0):
     Q = jnp.array([[-1.0, 0.6, 0.4], [0.3, -0.8, 0.5], [0.9, 0.1, -1.0]])
     pi = jnp.array([0.2, 0.3, 0.5])
