@@ -45,6 +45,7 @@ fit of the 2-state chain), ``metrics.json``, ``report.md``, ``training.png``,
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -54,8 +55,10 @@ import numpy as np
 from probdyn.models import hmm_zoo
 from probdyn.report.output import prepare_output_dir
 from probdyn.report.study import (
+    chosen_size,
     doc_as_markdown,
     interval_table_markdown,
+    size_note,
     study_parser,
     write_outputs,
 )
@@ -68,22 +71,23 @@ HMMS = ("linear2", "fully_connected", "cyclic")
 SIZES = {
     "full": dict(hidden=150, noise=100, batch=512, steps=600, num_eval=2000, num_rt=200,
                  nuts=(400, 400), hmms=HMMS, analyse=HMMS),
-    "quick": dict(hidden=64, noise=32, batch=512, steps=200, num_eval=500, num_rt=60,
-                  nuts=(150, 150), hmms=HMMS, analyse=("linear2",)),
+    "quick": dict(hidden=64, noise=32, batch=256, steps=200, num_eval=500, num_rt=40,
+                  nuts=(100, 100), hmms=HMMS, analyse=("linear2",)),
     "smoke": dict(hidden=8, noise=4, batch=16, steps=3, num_eval=40, num_rt=10,
                   nuts=(10, 10), hmms=("linear2",), analyse=()),
 }  # fmt: skip
 
 
 def _parse(argv):
-    p = study_parser(NAME, __doc__, "smaller networks, fewer steps (about 2 minutes)")
-    p.add_argument(
-        "--smoke",
-        "--tiny",
-        action="store_true",
-        dest="smoke",
-        help="smoke-test sizes for the test suite (seconds; meaningless; no analysis)",
+    p = study_parser(
+        NAME,
+        __doc__,
+        "smaller networks, fewer steps, analysis of the 2-state emulator (< 2 min of CPU)",
+        sizes=SIZES,
+        smoke_help="smoke-test sizes for the test suite (about 30 s of CPU; meaningless; "
+        "no analysis)",
     )
+    p.add_argument("--tiny", action="store_true", dest="smoke", help=argparse.SUPPRESS)
     p.add_argument("--steps", type=int, default=None, help="training steps per HMM")
     p.add_argument(
         "--recurrent-identity",
@@ -262,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = _parse(argv)
     out = prepare_output_dir(args.out, overwrite=args.overwrite)
-    size = "smoke" if args.smoke else ("quick" if args.quick else "full")
-    cfg = SIZES[size]
+    size, cfg = chosen_size(args, SIZES)
     steps = args.steps or cfg["steps"]
     key = jax.random.PRNGKey(args.seed)
     results, idata, analyses, analysis_errors = {}, None, {}, {}
@@ -397,8 +400,9 @@ def _report(metrics, results) -> list[str]:
         f"{m['recurrent_identity']} I + {m['recurrent_scale']} U and W_out x "
         f"{m['readout_scale']}; total time "
         f"{m['seconds']:.0f} s",
+        size_note(m["size"]),
         "",
-        "## Fidelity (emulator against an independent HMM sample of the same size)",
+        "## Results: fidelity (emulator against an independent HMM sample of the same size)",
         "",
         "Every metric compares each side with the exact HMM or with a third HMM sample; the "
         "HMM-baseline column is what a perfect emulator would score. The per-symbol "

@@ -33,9 +33,7 @@ SLOW_SMOKE: set[str] = set()
 # 61 -> 40 s of CPU) and leaves no compiled programs behind in the test process.
 SMOKE_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 # Studies without a --smoke size yet, and why (skipped); the goal is none.
-NO_SMOKE = {
-    "hmm_emulator": "has --tiny; its owner gives it --smoke",
-}
+NO_SMOKE: dict[str, str] = {}
 
 
 def _check_hmm_regimes(m):
@@ -274,17 +272,3 @@ def test_case_study_quick(name, tmp_path):
     out = tmp_path / name
     assert _run(module, "quick", out) == 0
     CHECKS[name](_check_outputs(name, out))
-
-
-@pytest.mark.slow
-def test_hmm_emulator_smoke(tmp_path):
-    """Smoke run at meaningless sizes, no dynamics analysis. Still slow: 438 s of pytest
-    time on the loaded 2-core machine (compilation of the fidelity metrics and NUTS)."""
-    from probdyn.case_studies import hmm_emulator
-
-    out = tmp_path / "smoke"
-    assert hmm_emulator.main(["--smoke", "--out", str(out), "--no-progress"]) == 0
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["size"] == "smoke" and m["hmms"]["linear2"]["all_finite"]
-    assert (out / "report.md").read_text().startswith("# hmm_emulator")
-    assert list(out.glob("*.png"))

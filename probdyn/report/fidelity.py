@@ -113,7 +113,11 @@ def sequence_sinkhorn(
     T = a.shape[1]
     x = jax.nn.one_hot(a, num_symbols).reshape(len(a), -1)
     y = jax.nn.one_hot(b, num_symbols).reshape(len(b), -1)
-    return float(sinkhorn_divergence(x, y, blur=blur, diameter=math.sqrt(T * num_symbols)))
+    return float(_sinkhorn_jit(x, y, blur=float(blur), diameter=math.sqrt(T * num_symbols)))
+
+
+# one compiled program per shape instead of op-by-op dispatch around ott's loops
+_sinkhorn_jit = jax.jit(sinkhorn_divergence, static_argnames=("blur", "diameter"))
 
 
 def output_transition_matrix(symbols: ArrayLike, num_symbols: int) -> np.ndarray:
@@ -169,7 +173,7 @@ def log_loss(hmm, symbols: ArrayLike) -> LogLoss:
         Mean and standard error (bits per symbol).
     """
     s = _symbols(symbols)
-    lp = np.asarray(hmm.log_prob(jnp.asarray(s)), np.float64)
+    lp = np.asarray(jax.jit(type(hmm).log_prob)(hmm, jnp.asarray(s)), np.float64)
     per = -lp / (s.shape[1] * _LN2)
     se = per.std(ddof=1) / math.sqrt(len(per)) if len(per) > 1 else float("nan")
     return LogLoss(float(per.mean()), float(se))
@@ -384,8 +388,9 @@ def fidelity_summary(
         kls["emulator"][n] = ngram_kl(p, empirical_ngram_probs(q, n, S, pseudocount=pseudocount))
         kls["baseline"][n] = ngram_kl(p, empirical_ngram_probs(base, n, S, pseudocount=pseudocount))
     out["ngram_kl_bits"] = kls
-    z_q = np.asarray(hmm.viterbi(jnp.asarray(q)))
-    z_b = np.asarray(hmm.viterbi(jnp.asarray(base)))
+    viterbi = jax.jit(type(hmm).viterbi)
+    z_q = np.asarray(viterbi(hmm, jnp.asarray(q)))
+    z_b = np.asarray(viterbi(hmm, jnp.asarray(base)))
     dq, db = dwell_times(z_q, K), dwell_times(z_b, K)
     max_len = 4 * int(np.ceil(1.0 / max(1e-9, 1 - A.diagonal().max())))
     out["dwell"] = {

@@ -32,6 +32,23 @@ def test_loss_and_gradients_finite(short_chain):
         assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
 
 
+def test_windowed_loss(short_chain):
+    emu = HMMEmulator(8, 4, 3, rng_key=jax.random.PRNGKey(0))
+    targets = hmm_one_hot_batch(jax.random.PRNGKey(1), short_chain, 16)
+    key = jax.random.PRNGKey(2)
+    loss = eqx.filter_jit(emulator_loss)  # one compiled program each, not op by op
+    plain = loss(emu, key, targets)
+    # the windowed term is a Sinkhorn divergence of its own, added with its weight
+    with_w = loss(emu, key, targets, window=3, window_weight=2.0)
+    with_w0 = loss(emu, key, targets, window=3, window_weight=0.0)
+    assert float(with_w0) == pytest.approx(float(plain), rel=1e-6)
+    assert float(with_w) > float(plain)
+    grads = eqx.filter_jit(eqx.filter_grad(emulator_loss))(emu, key, targets, window=3)
+    assert bool(jnp.all(jnp.isfinite(grads.W_hh)))
+    with pytest.raises(ValueError, match="window"):
+        emulator_loss(emu, key, targets, window=9)
+
+
 def test_training_lowers_the_loss(short_chain):
     res = train_emulator(
         jax.random.PRNGKey(3),
@@ -41,6 +58,8 @@ def test_training_lowers_the_loss(short_chain):
         hidden_size=16,
         noise_dim=8,
         learning_rate=1e-2,
+        final_batch_size=64,
+        final_steps=10,
         progress_bar=False,
     )
     assert res.losses.shape == (40,) and res.grad_norms.shape == (40,)
@@ -58,6 +77,10 @@ def test_bad_input(short_chain):
         train_emulator(key, "hmm", num_steps=1)
     with pytest.raises(ValueError, match="batch_size"):
         train_emulator(key, short_chain, batch_size=0)
+    with pytest.raises(ValueError, match="final_steps"):
+        train_emulator(key, short_chain, num_steps=2, final_steps=3)
+    with pytest.raises(ValueError, match="window"):
+        train_emulator(key, short_chain, window=0)
     wrong = HMMEmulator(4, 2, 4, rng_key=key)
     with pytest.raises(ValueError, match="num_symbols=4"):
         train_emulator(key, short_chain, wrong, num_steps=1)
