@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
 DEMO_ARGS ?= --overwrite
 
-.PHONY: demo test test-all bench lint format clean venv
+.PHONY: demo test test-integration test-all bench lint format clean venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(VENV)/.stamp-base
 
 test: $(VENV)/.stamp-test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The README's examples and every case study's --smoke run, each in its own process.
+test-integration: $(VENV)/.stamp-test
+	$(BIN)/pytest $(PYTEST_ARGS) -m integration
 
 test-all: $(VENV)/.stamp-test
 	$(BIN)/pytest $(PYTEST_ARGS) -m ""

@@ -238,6 +238,7 @@ def _smoke_param(name):
     return name
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", [_smoke_param(n) for n in STUDIES])
 def test_case_study_smoke(name, tmp_path, capsys):
     """The whole pipeline at tiny sizes: files, finite metrics, a report, the manifest."""

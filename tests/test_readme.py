@@ -117,6 +117,7 @@ def test_every_block_is_run():
     )
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("group", sorted(GROUPS))
 def test_readme_examples_run(group, tmp_path):
     blocks, checks = GROUPS[group]

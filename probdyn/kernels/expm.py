@@ -418,12 +418,44 @@ def _eig_ok(eig, dtype):
     return eig[3] <= 1.0 / math.sqrt(float(jnp.finfo(dtype).eps))
 
 
+def _pade_bwd(Q, dts, P, G):
+    """Cotangents of ``(Q, dts)`` by the Padé-13 Fréchet recursion (differentiable jnp)."""
+    L = _frechet_adjoint(Q, dts, G)
+    dQ = jnp.einsum("n,nij->ij", dts, L)
+    ddts = jnp.einsum("nij,nij->n", G, jnp.einsum("ik,nkj->nij", Q, P))
+    return dQ, ddts
+
+
+@jax.custom_jvp
+def _fast_bwd(Q, dts, P, G):
+    """The same cotangents as :func:`_pade_bwd`, through one float64 eigendecomposition
+    shared by all gaps where the eigenbasis is well conditioned.
+
+    The eigendecomposition runs on the host (no derivative), so the derivative of this
+    function (second derivatives of ``expm``, e.g. ``jax.hessian`` of a likelihood) is
+    taken through the differentiable Padé recursion instead: values fast, derivatives exact.
+    """
+    eig = _eig64(Q)
+    return lax.cond(
+        _eig_ok(eig, Q.dtype),
+        lambda: _eig_adjoint(Q, dts, G, eig),
+        lambda: _pade_bwd(Q, dts, P, G),
+    )
+
+
+@_fast_bwd.defjvp
+def _fast_bwd_jvp(primals, tangents):
+    _, tangent_out = jax.jvp(_pade_bwd, primals, tangents)
+    return _fast_bwd(*primals), tangent_out
+
+
 def _with_frechet_vjp(impl):
     """Wrap a forward ``impl(Q, dts) -> P`` with the exact Fréchet-adjoint VJP.
 
     The VJP goes through one float64 eigendecomposition of ``Q`` shared by all gaps
     (:func:`_eig_adjoint`) where the eigenbasis is well conditioned, else through the
-    Padé-13 Fréchet recursion (:func:`_frechet_adjoint`).
+    Padé-13 Fréchet recursion (:func:`_frechet_adjoint`); its own derivative (for
+    Hessians) always goes through the Padé recursion (:func:`_fast_bwd`).
     """
     f = jax.custom_vjp(impl)
 
@@ -431,20 +463,9 @@ def _with_frechet_vjp(impl):
         P = impl(Q, dts)
         return P, (Q, dts, P)
 
-    def pade_bwd(Q, dts, P, G):
-        L = _frechet_adjoint(Q, dts, G)
-        dQ = jnp.einsum("n,nij->ij", dts, L)
-        ddts = jnp.einsum("nij,nij->n", G, jnp.einsum("ik,nkj->nij", Q, P))
-        return dQ, ddts
-
     def bwd(res, G):
         Q, dts, P = res
-        eig = _eig64(Q)
-        return lax.cond(
-            _eig_ok(eig, Q.dtype),
-            lambda: _eig_adjoint(Q, dts, G, eig),
-            lambda: pade_bwd(Q, dts, P, G),
-        )
+        return _fast_bwd(Q, dts, P, G)
 
     f.defvjp(fwd, bwd)
     return f

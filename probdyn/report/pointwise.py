@@ -203,7 +203,9 @@ def pointwise_log_likelihood(
     one, data = replay([isinstance(x, jax.Array | np.ndarray) and np.ndim(x) > 0 for x in leaves])
     try:
         shapes = jax.eval_shape(one, draw, data)
-    except jax.errors.JAXTypeError:
+    except (jax.errors.JAXTypeError, TypeError, ValueError):
+        # the model refused traced data (e.g. LatentSDE's static time grid raises a
+        # TypeError naming it); a genuine error in the model raises again just below
         one, data = replay([False] * len(leaves))
         shapes = jax.eval_shape(one, draw, data)
     per_draw = sum(int(np.prod(o.shape)) * o.dtype.itemsize for o in jax.tree.leaves(shapes))

@@ -225,6 +225,7 @@ def _nuts(times, y, S, num_chains, num, seed):
     return mcmc
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_nuts_smoke_and_forward_prior_draws():
     times = jnp.arange(0.0, 11.0)
     _, _, y = dw.simulate_data(jax.random.PRNGKey(0), times, substeps=5)

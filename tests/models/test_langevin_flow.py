@@ -197,6 +197,7 @@ def test_elbo_finite(tiny, kind):
     assert float(val0) > float(val)
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_fit_increases_elbo_and_forecast_shapes(tiny):
     d, y_in = tiny
     m0 = lf.make_model(

@@ -181,6 +181,7 @@ def test_diffusion_net_is_positive_and_diagonal():
     assert drift(0.0, z).shape == (4,)
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_build_latent_sde_shapes_and_one_svi_step():
     times = np.linspace(0.0, 1.0, 8)
     ys = jnp.asarray(np.random.default_rng(0).normal(size=(10, 8, 3)), jnp.float32)

@@ -287,6 +287,7 @@ def _poisson_hmm_model(y=None, T=None):
     )
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_nuts_recovers_poisson_hmm():
     true_A = jnp.array([[0.95, 0.05], [0.1, 0.9]])
     true_rates = jnp.array([1.0, 6.0])
@@ -314,6 +315,7 @@ def test_nuts_recovers_poisson_hmm():
     assert int(mcmc.get_extra_fields()["diverging"].sum()) == 0
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_svi_and_predictive():
     y = DiscreteHMM(
         jnp.array([0.5, 0.5]),

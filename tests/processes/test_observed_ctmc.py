@@ -315,6 +315,7 @@ def _channel_model(times, y=None):
     numpyro.sample("y", ObservedCTMC(Q, jnp.array([0.5, 0.5]), times, em), obs=y)
 
 
+@pytest.mark.slow  # end-to-end fit, also run by a README section or a --smoke study
 def test_nuts_recovers_channel_rates():
     true_log_k = np.log([0.5, 1.5])
     times = jnp.asarray(np.cumsum(np.random.default_rng(0).exponential(0.4, size=300)))

@@ -221,11 +221,11 @@ def test_non_finite_log_likelihood_names_the_site(healthy):
     ll = np.zeros((2, 400, 5))
     ll[1, 3, 2] = np.nan
     ll[0, 8, :] = -np.inf
-    idata = az.from_dict(posterior=post, sample_stats=stats, log_likelihood={"counts": ll})
+    idata = to_inference_data(post, sample_stats=stats, log_likelihood={"counts": ll})
     res = summary(idata)
     [msg] = [p for p in res.problems if "log-likelihood" in p]
     assert "site 'counts' at 2 of 800 posterior draws" in msg and "6 of 4000" in msg
-    assert summary(az.from_dict(posterior=post, log_likelihood={"counts": np.zeros_like(ll)})).ok
+    assert summary(to_inference_data(post, log_likelihood={"counts": np.zeros_like(ll)})).ok
 
 
 def _two_chains(shift, method):
