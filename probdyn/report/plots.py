@@ -52,8 +52,8 @@ def _is_idata(x) -> bool:
 
 
 def _group_names(idata) -> list[str]:
-    groups = idata.groups
-    return list(groups() if callable(groups) else groups)
+    # InferenceData.groups() vs DataTree.groups (paths such as "/posterior"): one helper
+    return _az.group_names(idata)
 
 
 def _idata_var(idata, var_name, group, groups_in_order, coords):
@@ -68,12 +68,12 @@ def _idata_var(idata, var_name, group, groups_in_order, coords):
     if group is not None and group not in present:
         raise ValueError(f"group={group!r} is not in idata; it has groups {present}")
     for g in candidates:
-        ds = idata[g]
+        ds = _az.get_group(idata, g)
         if var_name in ds.data_vars:
             da = ds[var_name]
             break
     else:
-        have = {g: list(idata[g].data_vars) for g in candidates}
+        have = {g: list(_az.get_group(idata, g).data_vars) for g in candidates}
         raise ValueError(
             f"var_name={var_name!r} is not a variable of the groups {candidates}; they have {have}"
         )
@@ -163,7 +163,7 @@ def plot_predictive_bands(
         da = da.transpose("chain", "draw", tdim, *rest)
         times = da[tdim].values
         if obs is None and "observed_data" in _group_names(idata):
-            od = idata["observed_data"]
+            od = _az.get_group(idata, "observed_data")
             if var_name in od.data_vars:
                 o = od[var_name]
                 o = o.sel({k: v for k, v in (coords or {}).items() if k in o.dims})
