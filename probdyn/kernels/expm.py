@@ -56,13 +56,7 @@ Derivatives. ``pade`` and ``uniformization`` share a ``custom_vjp``: the cotange
 ``expm(Q dt_n)`` is the Fréchet derivative at :math:`(Q dt_n)^\\top` in the direction of
 the output cotangent, computed with the Padé-13 Fréchet recursion of Al-Mohy & Higham
 (2009) with the same shared powers and per-gap squaring, so reverse mode stores only the
-(N, K, K) output, never the squaring intermediates. Where the generator's eigenbasis is
-well conditioned (``cond_1(V) <= eps^{-1/2}``, almost every generator met in practice) the
-same cotangent is computed instead from one float64 eigendecomposition shared by all gaps
-(Daleckii-Krein divided differences, :func:`_eig_adjoint`): two complex K x K products per
-gap instead of the Padé recursion and its squarings (7-9x less CPU time for the
-value-and-gradient of an observed-CTMC likelihood at K = 10..50, T = 10,000), and 10-100x
-closer to the float64 gradient in float32 on stiff generators. ``eigh`` has a ``custom_jvp`` by the
+(N, K, K) output, never the squaring intermediates. ``eigh`` has a ``custom_jvp`` by the
 Daleckii-Krein formula with divided differences of ``exp`` written stably,
 
 .. math::
@@ -313,150 +307,8 @@ def _square_frechet(s, R, L):
     return lax.while_loop(lambda cr: cr[0] < smax, body, (jnp.int32(0), R, L))[2]
 
 
-def _eig_host(Q):
-    """Eigendecomposition of one generator in float64 on the host (NumPy/LAPACK ``geev``).
-
-    Returns ``(lam (K,), V (K, K), Vinv (K, K), cond ())``, the first three complex and the
-    1-norm condition number of ``V`` real, in the working precision; a non-finite ``Q`` or
-    a singular eigenvector matrix (a defective generator) gives ``cond = inf``.
-    """
-    Q = np.asarray(Q, dtype=np.float64)
-    K = Q.shape[-1]
-    nan = np.full((K, K), np.nan, np.complex128)
-    if not np.all(np.isfinite(Q)):
-        return np.full(K, np.nan, np.complex128), nan, nan, np.inf
-    lam, V = np.linalg.eig(Q)
-    try:
-        Vi = np.linalg.inv(V)
-    except np.linalg.LinAlgError:
-        return lam, nan, nan, np.inf
-    cond = np.linalg.norm(V, 1) * np.linalg.norm(Vi, 1)
-    return lam, V, Vi, cond if np.isfinite(cond) else np.inf
-
-
-def _eig64(Q):
-    """:func:`_eig_host` as a JAX callback: float64 accuracy whatever the working dtype.
-
-    In float32 a LAPACK ``eig`` of a stiff generator (rates 1e-3..1e3) places the slow
-    eigenvalues only to ``eps32 * ||Q||`` ~ 1e-3 absolutely; in float64 to 1e-12, and
-    rounding the float64 result to float32 costs only a relative 6e-8 per eigenvalue.
-    """
-    K = Q.shape[-1]
-    cdt = jnp.result_type(Q.dtype, jnp.complex64)
-    shapes = (
-        jax.ShapeDtypeStruct((K,), cdt),
-        jax.ShapeDtypeStruct((K, K), cdt),
-        jax.ShapeDtypeStruct((K, K), cdt),
-        jax.ShapeDtypeStruct((), Q.dtype),
-    )
-
-    def host(q):
-        lam, V, Vi, cond = _eig_host(q)
-        return (
-            np.asarray(lam, cdt),
-            np.asarray(V, cdt),
-            np.asarray(Vi, cdt),
-            np.asarray(min(cond, np.finfo(Q.dtype).max), Q.dtype),
-        )
-
-    return jax.pure_callback(host, shapes, lax.stop_gradient(Q), vmap_method="sequential")
-
-
-def _divided_differences(a):
-    """``Phi[..., i, j] = (e^{a_i} - e^{a_j}) / (a_i - a_j)`` (``e^{a_i}`` on the diagonal).
-
-    ``a`` (..., K) complex with non-positive real parts up to rounding. Close pairs
-    (``|a_i - a_j| < 1e-2``) use the Taylor series ``e^{a_j} (1 + d/2 + d^2/6 + d^3/24)``
-    (truncation error ``|d|^4 / 120 < 1e-10``), the others the difference quotient, whose
-    cancellation error is ``eps / |d| <= 100 eps``.
-    """
-    ai, aj = a[..., :, None], a[..., None, :]
-    d = ai - aj
-    ej = jnp.exp(aj)
-    close = jnp.abs(d) < 1e-2
-    d_safe = jnp.where(close, 1.0, d)
-    direct = (jnp.exp(ai) - ej) / d_safe
-    series = ej * (1.0 + d * (0.5 + d * (1.0 / 6.0 + d / 24.0)))
-    return jnp.where(close, series, direct)
-
-
-def _eig_adjoint(Q, dts, G, eig):
-    r"""VJP of ``expm(Q dt_n)`` through one eigendecomposition ``Q = V diag(lam) V^{-1}``.
-
-    With :math:`W_n = V^\top G_n V^{-\top}` and :math:`\Phi_n` the divided differences
-    of ``exp`` at :math:`\lambda\, dt_n` (Daleckii-Krein),
-
-    .. math::
-
-        \bar Q = \mathrm{Re}\Big[V^{-\top} \Big(\sum_n dt_n\, W_n \circ \Phi_n\Big)
-            V^\top\Big], \qquad
-        \overline{dt}_n = \mathrm{Re} \sum_k (W_n)_{kk}\, \lambda_k e^{\lambda_k dt_n}:
-
-    two complex K x K products per gap and two in all, instead of the Padé recursion and
-    its squarings per gap.
-    """
-    lam, V, Vi, _ = eig
-    cdt = lam.dtype
-    Gc = G.astype(cdt)
-    W = jnp.einsum("ki,nkl,jl->nij", V, Gc, Vi)  # V^T G_n V^{-T}
-    a = dts.astype(cdt)[:, None] * lam[None, :]
-    Phi = _divided_differences(a)
-    S = jnp.einsum("n,nij->ij", dts.astype(cdt), W * Phi)
-    dQ = jnp.real(Vi.T @ S @ V.T).astype(Q.dtype)
-    diag = jnp.diagonal(W, axis1=-2, axis2=-1)
-    ddts = jnp.real(jnp.sum(diag * lam * jnp.exp(a), axis=-1)).astype(dts.dtype)
-    return dQ, ddts
-
-
-def _eig_ok(eig, dtype):
-    """Use the eigenbasis when ``cond_1(V) <= eps^{-1/2}`` (float32: 2.9e3, float64: 6.7e7).
-
-    The adjoint's rounding error grows like ``eps * cond(V)``; past the bound (near-
-    defective generators, repeated eigenvalues with a Jordan block, non-finite input) the
-    Padé Fréchet recursion is used instead.
-    """
-    return eig[3] <= 1.0 / math.sqrt(float(jnp.finfo(dtype).eps))
-
-
-def _pade_bwd(Q, dts, P, G):
-    """Cotangents of ``(Q, dts)`` by the Padé-13 Fréchet recursion (differentiable jnp)."""
-    L = _frechet_adjoint(Q, dts, G)
-    dQ = jnp.einsum("n,nij->ij", dts, L)
-    ddts = jnp.einsum("nij,nij->n", G, jnp.einsum("ik,nkj->nij", Q, P))
-    return dQ, ddts
-
-
-@jax.custom_jvp
-def _fast_bwd(Q, dts, P, G):
-    """The same cotangents as :func:`_pade_bwd`, through one float64 eigendecomposition
-    shared by all gaps where the eigenbasis is well conditioned.
-
-    The eigendecomposition runs on the host (no derivative), so the derivative of this
-    function (second derivatives of ``expm``, e.g. ``jax.hessian`` of a likelihood) is
-    taken through the differentiable Padé recursion instead: values fast, derivatives exact.
-    """
-    eig = _eig64(Q)
-    return lax.cond(
-        _eig_ok(eig, Q.dtype),
-        lambda: _eig_adjoint(Q, dts, G, eig),
-        lambda: _pade_bwd(Q, dts, P, G),
-    )
-
-
-@_fast_bwd.defjvp
-def _fast_bwd_jvp(primals, tangents):
-    _, tangent_out = jax.jvp(_pade_bwd, primals, tangents)
-    return _fast_bwd(*primals), tangent_out
-
-
 def _with_frechet_vjp(impl):
-    """Wrap a forward ``impl(Q, dts) -> P`` with the exact Fréchet-adjoint VJP.
-
-    The VJP goes through one float64 eigendecomposition of ``Q`` shared by all gaps
-    (:func:`_eig_adjoint`) where the eigenbasis is well conditioned, else through the
-    Padé-13 Fréchet recursion (:func:`_frechet_adjoint`); its own derivative (for
-    Hessians) always goes through the Padé recursion (:func:`_fast_bwd`).
-    """
+    """Wrap a forward ``impl(Q, dts) -> P`` with the exact Fréchet-adjoint VJP."""
     f = jax.custom_vjp(impl)
 
     def fwd(Q, dts):
@@ -465,7 +317,10 @@ def _with_frechet_vjp(impl):
 
     def bwd(res, G):
         Q, dts, P = res
-        return _fast_bwd(Q, dts, P, G)
+        L = _frechet_adjoint(Q, dts, G)
+        dQ = jnp.einsum("n,nij->ij", dts, L)
+        ddts = jnp.einsum("nij,nij->n", G, jnp.einsum("ik,nkj->nij", Q, P))
+        return dQ, ddts
 
     f.defvjp(fwd, bwd)
     return f
