@@ -71,6 +71,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
+from probdyn.kernels._checks import check_substeps as _check_substeps
+from probdyn.kernels._checks import check_time_grid as _check_times
 from probdyn.kernels._checks import concrete
 
 Array = jax.Array
@@ -434,32 +436,6 @@ def noise_shape(sde: SDE, y0: ArrayLike, params: Any, solver: str | Solver = "eu
 # --------------------------------------------------------------------------------------
 # input checks
 # --------------------------------------------------------------------------------------
-
-
-def _check_times(times, name="times"):
-    times = jnp.asarray(times)
-    if times.ndim != 1 or times.shape[0] < 2:
-        raise ValueError(f"{name} must have shape (T,) with T >= 2; got {times.shape}")
-    if not jnp.issubdtype(times.dtype, jnp.floating):
-        times = times.astype(jnp.result_type(float))
-    tc = concrete(times)
-    if tc is not None:
-        if not np.all(np.isfinite(tc)):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        d = np.diff(tc)
-        if np.any(d <= 0):
-            i = int(np.argmax(d <= 0))
-            raise ValueError(
-                f"{name} must be strictly increasing; got {name}[{i}]={tc[i]} >= "
-                f"{name}[{i + 1}]={tc[i + 1]}"
-            )
-    return times
-
-
-def _check_substeps(substeps):
-    if isinstance(substeps, bool) or not isinstance(substeps, (int, np.integer)) or substeps < 1:
-        raise ValueError(f"substeps must be a positive int; got {substeps!r}")
-    return int(substeps)
 
 
 def _check_sde_shapes(sde, y0, t0, params):
